@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Juju-facing wiring of postgresql-k8s: events to one reconcile, status, and actions."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import ops
+
+import cluster
+import k8s
+import state as snapshot
+import system_users
+from charms.postgresql_k8s.v0 import postgresql as pglib
+from workload import layout, patroni
+
+logger = logging.getLogger(__name__)
+
+
+class PostgresqlK8sCharm(ops.CharmBase):
+    """PostgreSQL in high availability, run by Patroni in the `postgresql` container."""
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        self.container = self.unit.get_container(layout.CONTAINER)
+        self.workload = cluster.Workload(self.container)
+        self.kubernetes = k8s.Kubernetes(self.app.name, self.model.name)
+        on = self.on
+        peers = on[snapshot.PEER]
+        for event in (
+            on.install, on.start, on.config_changed, on.upgrade_charm, on.update_status,
+            on.leader_elected, on.secret_changed, on.pgdata_storage_attached,
+            on.postgresql_pebble_ready, on.postgresql_pebble_custom_notice,
+            on.postgresql_pebble_check_failed, on.postgresql_pebble_check_recovered,
+            peers.relation_created, peers.relation_joined, peers.relation_changed,
+            peers.relation_departed,
+        ):  # fmt: skip
+            framework.observe(event, self._reconcile)
+        framework.observe(on.stop, self._on_stop)
+        framework.observe(on.collect_unit_status, self._on_collect_unit_status)
+        framework.observe(on.collect_app_status, self._on_collect_app_status)
+        framework.observe(on.get_password_action, self._on_get_password)
+        framework.observe(on.set_password_action, self._on_set_password)
+        framework.observe(on.get_primary_action, self._on_get_primary)
+        framework.observe(on.promote_to_primary_action, self._on_promote_to_primary)
+
+    # -- snapshot and probes, each read at most once per hook -------------------------------
+
+    @functools.cached_property
+    def state(self) -> snapshot.State:
+        """This hook's snapshot of Juju."""
+        return snapshot.collect(self)
+
+    @functools.cached_property
+    def missing_permissions(self) -> list[str]:
+        """What the service account may not do; empty once `juju trust` was run."""
+        try:
+            return self.kubernetes.missing_permissions()
+        except k8s.KubernetesError as e:
+            logger.warning("RBAC probe failed: %s", e)
+            return []
+
+    def patroni_client(self, host: str | None = None) -> patroni.PatroniClient:
+        """Patroni REST client for this unit's member (or another host's)."""
+        passwords = self.state.passwords or {}
+        auth = (layout.SystemUser.PATRONI.value, passwords.get(layout.SystemUser.PATRONI, ""))
+        return patroni.PatroniClient(f"http://{host or self.state.pod_ip}:{layout.PORT_PATRONI}", auth)
+
+    @functools.cached_property
+    def cluster_status(self) -> patroni.ClusterStatus | None:
+        """Patroni's view of the cluster from this member, or None while it does not answer."""
+        if self.state.passwords is None or self.state.pod_ip is None:
+            return None
+        try:
+            return self.patroni_client().cluster()
+        except patroni.PatroniError as e:
+            logger.info("Patroni not reachable: %s", e)
+            return None
+
+    def primary_db(self) -> pglib.PostgreSQL | None:
+        """A library handle on the primary as the operator user, or None with no primary."""
+        leader = self.cluster_status.leader if self.cluster_status else None
+        if leader is None or self.state.passwords is None:
+            return None
+        password = self.state.passwords[layout.SystemUser.OPERATOR]
+        return pglib.PostgreSQL(host=leader.host, user=layout.SystemUser.OPERATOR.value, password=password)
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def _reconcile(self, _: ops.EventBase) -> None:
+        self.reconcile()
+
+    def _forget(self) -> None:
+        """Drop this hook's cached snapshot and probes after the charm changed what they read."""
+        for name in ("state", "cluster_status"):
+            self.__dict__.pop(name, None)
+
+    def reconcile(self) -> None:
+        """Bring this unit, and from the leader the cluster, to the goal; safe to run any time."""
+        if self.state.is_leader:
+            self._reconcile_secret()
+        st = self.state
+        if st.config is None or st.passwords is None or st.pod_ip is None:
+            return
+        if not self.container.can_connect() or self.missing_permissions:
+            return
+        try:
+            self.kubernetes.label_pod(st.member)
+            if st.is_leader:
+                self.kubernetes.apply_services()
+            settings = cluster.patroni_settings(st, self.workload.pg_major(), self.workload.memory_bytes())
+        except (k8s.KubernetesError, cluster.WorkloadNotReadyError) as e:
+            logger.warning("cannot configure the workload yet: %s", e)
+            return
+        changed = cluster.reconcile_files(self.workload, settings)
+        cluster.reconcile_layer(self.workload, st, changed, metrics=self._monitoring_ready())
+        if st.is_leader:
+            self._reconcile_cluster(settings)
+
+    def _reconcile_secret(self) -> None:
+        """Leader: create the system users' secret once and publish its id to the peers."""
+        st = self.state
+        if st.peers is None or st.peer_data.system_users_secret:
+            return
+        secret = system_users.create(self.app)
+        data = st.peer_data.model_copy(update={"system_users_secret": secret.id})
+        st.peers.save(data, self.app)
+        self._forget()  # re-read with the new secret
+
+    def _reconcile_cluster(self, settings: patroni.PatroniSettings) -> None:
+        """Leader: cluster-wide config, system roles, then pending restarts."""
+        if self.cluster_status is None or self.cluster_status.leader is None:
+            return
+        try:
+            cluster.reconcile_dynamic_config(self.patroni_client(), settings)
+            db = self.primary_db()
+            if db is not None and self.state.passwords is not None:
+                cluster.reconcile_system_roles(db, self.state.passwords)
+            cluster.rolling_restart(self.patroni_client())
+        except (patroni.PatroniError, pglib.PostgreSQLError) as e:
+            logger.warning("cluster reconcile incomplete, retried on the next event: %s", e)
+
+    def _monitoring_ready(self) -> bool:
+        """The exporter starts once its user exists, i.e. once the cluster has a primary."""
+        return self.cluster_status is not None and self.cluster_status.leader is not None
+
+    def _on_stop(self, _: ops.StopEvent) -> None:
+        """A departing primary hands over to a synchronous standby before its pod goes."""
+        status = self.cluster_status
+        if status is None or status.leader is None or status.leader.name != self.state.member:
+            return
+        candidates = [m for m in status.sync_standbys if m.is_healthy]
+        if not candidates:
+            return
+        try:
+            self.patroni_client().switchover(self.state.member, candidates[0].name)
+        except patroni.PatroniError as e:
+            logger.warning("switchover before stop failed: %s", e)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        for status in self._unit_statuses():
+            event.add_status(status)
+
+    def _unit_statuses(self) -> list[ops.StatusBase]:
+        st = self.state
+        if st.config_error is not None:
+            return [ops.BlockedStatus(str(st.config_error))]
+        if not self.container.can_connect():
+            return [ops.MaintenanceStatus("waiting for Pebble in the postgresql container")]
+        if self.missing_permissions:
+            return [ops.BlockedStatus(f"run `juju trust {st.app_name} --scope=cluster`")]
+        if st.passwords is None:
+            return [ops.WaitingStatus("waiting for the leader to create the system users")]
+        try:
+            self.workload.pg_major()
+        except cluster.WorkloadNotReadyError:
+            return [ops.BlockedStatus(f"the image has no PostgreSQL under {layout.PG_BASE_DIR}")]
+        member = self.cluster_status.member(st.member) if self.cluster_status else None
+        if member is None:
+            return [ops.MaintenanceStatus("starting PostgreSQL")]
+        return [member_status(member)]
+
+    def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
+        status = self.cluster_status
+        if status is not None and status.leader is None:
+            event.add_status(ops.WaitingStatus("no primary: Patroni is electing one"))
+        event.add_status(ops.ActiveStatus())
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def _on_get_password(self, event: ops.ActionEvent) -> None:
+        user = _system_user(event)
+        if user is None:
+            return
+        if self.state.passwords is None:
+            event.fail("the system users do not exist yet: wait for the leader to create them")
+            return
+        event.set_results({"password": self.state.passwords[user]})
+
+    def _on_set_password(self, event: ops.ActionEvent) -> None:
+        user = _system_user(event)
+        if user is None:
+            return
+        if not self.state.is_leader:
+            event.fail("set-password must run on the leader unit")
+            return
+        password = str(event.params.get("password") or system_users.generate_password())
+        try:
+            system_users.validate_password(password)
+        except system_users.InvalidPasswordError as e:
+            event.fail(str(e))
+            return
+        error = self._rotate_password(user, password)
+        if error:
+            event.fail(error)
+            return
+        event.set_results({"password": password})
+
+    def _rotate_password(self, user: layout.SystemUser, password: str) -> str | None:
+        """Change a system password in PostgreSQL, the secret and every unit's Patroni config."""
+        st = self.state
+        if st.passwords is None or st.peers is None:
+            return "the system users do not exist yet: wait for the leader to create them"
+        if user.is_database_role:
+            db = self.primary_db()
+            if db is None:
+                return "no primary to change the password on: retry once the cluster is healthy"
+            try:
+                db.alter_user_password(user.value, password)
+            except pglib.PostgreSQLError as e:
+                return f"cannot change the password: {e}"
+        secret = self.model.get_secret(id=st.peer_data.system_users_secret)
+        secret.set_content({**system_users.passwords_to_content(st.passwords), user.secret_key: password})
+        revision = st.peer_data.users_revision + 1
+        st.peers.save(st.peer_data.model_copy(update={"users_revision": revision}), self.app)
+        self._forget()
+        self.reconcile()
+        return None
+
+    def _on_get_primary(self, event: ops.ActionEvent) -> None:
+        leader = self.cluster_status.leader if self.cluster_status else None
+        if leader is None:
+            event.fail("no primary: the cluster has no leader or Patroni is not reachable")
+            return
+        event.set_results({"primary": unit_name(leader.name)})
+
+    def _on_promote_to_primary(self, event: ops.ActionEvent) -> None:
+        status, me = self.cluster_status, self.state.member
+        if status is None or status.leader is None:
+            event.fail("the cluster has no primary or Patroni is not reachable: nothing to switch over")
+            return
+        if status.leader.name == me:
+            event.fail("this unit is already the primary")
+            return
+        member = status.member(me)
+        if member is None or not member.is_sync_standby or not status.healthy:
+            event.fail("only a healthy synchronous standby of a healthy cluster can be promoted")
+            return
+        try:
+            self.patroni_client().switchover(status.leader.name, me)
+        except patroni.PatroniError as e:
+            event.fail(f"switchover refused: {e}")
+            return
+        event.set_results({"primary": self.unit.name})
+
+
+def _system_user(event: ops.ActionEvent) -> layout.SystemUser | None:
+    name = str(event.params.get("username", layout.SystemUser.OPERATOR.value))
+    try:
+        return layout.SystemUser(name)
+    except ValueError:
+        names = ", ".join(u.value for u in layout.SystemUser)
+        event.fail(f"unknown username {name!r}: use one of {names}")
+        return None
+
+
+def unit_name(member: str) -> str:
+    """The Juju unit name of a Patroni member: `app-0` -> `app/0`."""
+    app, _, number = member.rpartition("-")
+    return f"{app}/{number}"
+
+
+def member_status(member: patroni.Member) -> ops.StatusBase:
+    """A unit's status from its Patroni member: active with its role, else why not."""
+    suffix = ", restart pending" if member.pending_restart else ""
+    if member.is_leader and member.state == "running":
+        return ops.ActiveStatus(f"primary{suffix}")
+    if member.state == "streaming":
+        role = "sync standby" if member.is_sync_standby else "replica"
+        return ops.ActiveStatus(f"{role}{suffix}")
+    return ops.WaitingStatus(f"PostgreSQL {member.state.replace('_', ' ')}")
+
+
+if __name__ == "__main__":  # pragma: nocover
+    ops.main(PostgresqlK8sCharm)

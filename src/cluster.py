@@ -1,0 +1,201 @@
+"""Applies the goal to this unit's container and, from the leader, to the Patroni cluster."""
+
+from __future__ import annotations
+
+import logging
+
+import ops
+
+import config
+from charms.postgresql_k8s.v0 import postgresql as pglib
+from state import State
+from workload import layout, patroni, pebble, system
+
+logger = logging.getLogger(__name__)
+
+# How long the leader waits for a restarted member to stream again before the next one.
+RESTART_SETTLE_TIMEOUT = 120.0
+_DIR_MODE = 0o700
+
+
+class WorkloadNotReadyError(Exception):
+    """Raised when the container lacks what the workload needs (no PostgreSQL in the image)."""
+
+
+class Workload:
+    """This unit's `postgresql` container: files and Pebble plan, compare before write."""
+
+    def __init__(self, container: ops.Container):
+        self.container = container
+
+    def pg_major(self) -> int:
+        """The PostgreSQL major version the image ships (read from the image, not a constant)."""
+        try:
+            entries = [f.name for f in self.container.list_files(layout.PG_BASE_DIR)]
+        except (ops.pebble.APIError, ops.pebble.ConnectionError) as e:
+            raise WorkloadNotReadyError(f"no PostgreSQL in the image: {e}") from e
+        major = system.newest_major(entries)
+        if major is None:
+            raise WorkloadNotReadyError(f"no PostgreSQL version under {layout.PG_BASE_DIR}")
+        return major
+
+    def _read(self, path: str) -> str | None:
+        try:
+            with self.container.pull(path) as f:
+                return f.read()
+        except (ops.pebble.PathError, ops.pebble.APIError):
+            return None
+
+    def memory_bytes(self) -> int | None:
+        """The memory available to PostgreSQL in this container."""
+        return system.memory_limit_bytes(
+            self._read("/sys/fs/cgroup/memory.max"), self._read("/proc/meminfo")
+        )
+
+    def ensure_dirs(self) -> None:
+        """Create the workload's directories, owned by the workload user."""
+        for path in layout.WORKLOAD_DIRS:
+            if not self.container.exists(path):
+                self.container.make_dir(
+                    path,
+                    make_parents=True,
+                    permissions=_DIR_MODE,
+                    user=layout.WORKLOAD_USER,
+                    group=layout.WORKLOAD_GROUP,
+                )
+
+    def write(self, path: str, content: str, mode: int = 0o600) -> bool:
+        """Write a file owned by the workload user if its content differs; True if written."""
+        if self._read(path) == content:
+            return False
+        self.container.push(
+            path,
+            content,
+            make_dirs=True,
+            permissions=mode,
+            user=layout.WORKLOAD_USER,
+            group=layout.WORKLOAD_GROUP,
+        )
+        return True
+
+    def apply_layer(self, layer: ops.pebble.LayerDict) -> bool:
+        """Merge the layer into the plan and replan if the plan changed; True if it did."""
+        before = self.container.get_plan().to_dict()
+        self.container.add_layer(layout.CONTAINER, layer, combine=True)
+        if self.container.get_plan().to_dict() == before:
+            return False
+        self.container.replan()
+        return True
+
+    def is_running(self, service: str) -> bool:
+        """Whether Pebble reports the service as running."""
+        services = self.container.get_services(service)
+        return service in services and services[service].is_running()
+
+    def reload_patroni(self) -> None:
+        """Make Patroni re-read patroni.yml (SIGHUP needs no REST credentials)."""
+        self.container.send_signal("SIGHUP", layout.SERVICE_POSTGRESQL)
+
+
+def patroni_settings(state: State, pg_major: int, memory_bytes: int | None) -> patroni.PatroniSettings:
+    """The unit's Patroni settings derived from the snapshot; config and passwords must be set."""
+    assert state.config is not None and state.passwords is not None and state.pod_ip is not None
+    return patroni.PatroniSettings(
+        scope=state.app_name,
+        member=state.member,
+        connect_host=state.pod_ip,
+        pg_major=pg_major,
+        passwords=state.passwords,
+        parameters=config.postgresql_parameters(state.config, memory_bytes),
+        synchronous_node_count=config.synchronous_node_count(state.config, state.planned_units),
+        synchronous_mode_strict=state.config.synchronous_mode_strict,
+    )
+
+
+def reconcile_files(workload: Workload, settings: patroni.PatroniSettings) -> bool:
+    """Render patroni.yml, the role-change callback and the exporter's password file."""
+    workload.ensure_dirs()
+    changed = workload.write(layout.PATRONI_CONF, patroni.dump(patroni.render(settings)))
+    workload.write(layout.ROLE_CHANGE_SCRIPT, patroni.role_change_script(), mode=0o755)
+    workload.write(
+        pebble.PASSWORD_FILE_MONITORING, settings.passwords[layout.SystemUser.MONITORING]
+    )
+    return changed
+
+
+def reconcile_layer(workload: Workload, state: State, config_changed: bool, metrics: bool) -> None:
+    """Apply the Pebble layer; a changed patroni.yml alone is a reload, not a restart."""
+    assert state.pod_ip is not None
+    env = patroni.dcs_environment(state.app_name, state.namespace, state.pod_ip)
+    replanned = workload.apply_layer(pebble.postgresql_layer(env, metrics_enabled=metrics))
+    if config_changed and not replanned and workload.is_running(layout.SERVICE_POSTGRESQL):
+        workload.reload_patroni()
+
+
+def _differences(current: dict[str, object], desired: dict[str, object]) -> dict[str, object]:
+    """The PATCH that turns `current` into `desired` for the keys the charm owns."""
+    patch: dict[str, object] = {}
+    for key, value in desired.items():
+        if isinstance(value, dict):
+            inner = current.get(key)
+            sub = _differences(inner if isinstance(inner, dict) else {}, value)  # type: ignore[arg-type]
+            if key == "parameters":
+                # Parameters the user unset are removed (null deletes a key in Patroni's merge).
+                existing = inner if isinstance(inner, dict) else {}
+                sub |= {k: None for k in existing if k not in value}  # type: ignore[union-attr]
+            if sub:
+                patch[key] = sub
+        elif current.get(key) != value:
+            patch[key] = value
+    return patch
+
+
+def reconcile_dynamic_config(client: patroni.PatroniClient, settings: patroni.PatroniSettings) -> bool:
+    """PATCH Patroni's cluster-wide config where it differs from the goal; True if patched."""
+    patch = _differences(client.get_config(), patroni.dynamic_config(settings))
+    if not patch:
+        return False
+    logger.info("updating Patroni's dynamic config: %s", sorted(patch))
+    client.patch_config(patch)
+    return True
+
+
+def reconcile_system_roles(db: pglib.PostgreSQL, passwords: dict[layout.SystemUser, str]) -> None:
+    """Create the monitoring and backup roles (Patroni creates the others) or fix their passwords."""
+    roles = {
+        layout.SystemUser.MONITORING: ["pg_monitor"],
+        layout.SystemUser.BACKUP: ["pg_read_all_settings", "pg_checkpoint"],
+    }
+    for user, in_roles in roles.items():
+        password = passwords[user]
+        if not db.user_exists(user.value):
+            db.create_user(user.value, password, in_roles=in_roles)
+        elif not db.password_matches(user.value, password):
+            db.alter_user_password(user.value, password)
+
+
+def rolling_restart(
+    client: patroni.PatroniClient, settle_timeout: float = RESTART_SETTLE_TIMEOUT
+) -> list[str]:
+    """Restart members whose PostgreSQL reports pending_restart: replicas first, primary last.
+
+    One member at a time, each back to healthy before the next; nothing happens while the
+    cluster is unhealthy. Returns the members restarted.
+    """
+    status = client.cluster()
+    pending = [m for m in status.members if m.pending_restart]
+    if not pending or not status.healthy:
+        return []
+    restarted: list[str] = []
+    for member in sorted(pending, key=lambda m: m.is_leader):
+        logger.info("restarting %s for pending parameters", member.name)
+        client.for_member(member.api_url).restart(pending_only=True)
+        restarted.append(member.name)
+        name = member.name
+
+        def back(s: patroni.ClusterStatus, name: str = name) -> bool:
+            found = s.member(name)
+            return found is not None and found.is_healthy and not found.pending_restart
+
+        client.wait_for(back, timeout=settle_timeout)
+    return restarted

@@ -1,0 +1,104 @@
+"""One typed snapshot of everything a hook reads from Juju: config, peers, secrets and the unit."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import ops
+import pydantic
+
+import config
+import system_users
+from workload import layout
+
+logger = logging.getLogger(__name__)
+
+PEER = "database-peers"
+
+
+class PeerAppData(pydantic.BaseModel):
+    """Application facts shared through the peer relation (written by the leader only)."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True, extra="ignore")
+
+    system_users_secret: str | None = pydantic.Field(default=None, alias="system-users-secret")
+    # Bumped by the leader when it rotates a password, so every unit re-reads the secret
+    # (units of the owning application get no secret-changed event).
+    users_revision: int = pydantic.Field(default=0, alias="users-revision")
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    """What this hook knows about the unit, the application and its config."""
+
+    unit_name: str
+    app_name: str
+    namespace: str
+    is_leader: bool
+    planned_units: int
+    pod_ip: str | None
+    config: config.CharmConfig | None
+    config_error: config.InvalidConfigError | None
+    peers: ops.Relation | None
+    peer_data: PeerAppData
+    passwords: dict[layout.SystemUser, str] | None
+
+    @property
+    def member(self) -> str:
+        """This unit's Patroni member name (its pod name)."""
+        return layout.member_name(self.unit_name)
+
+    @property
+    def peer_members(self) -> tuple[str, ...]:
+        """Member names of every unit in the peer relation, this one included."""
+        units = {self.unit_name}
+        if self.peers is not None:
+            units |= {u.name for u in self.peers.units}
+        return tuple(sorted(layout.member_name(u) for u in units))
+
+
+def _pod_ip(model: ops.Model) -> str | None:
+    try:
+        binding = model.get_binding(PEER)
+        if binding is None:
+            return None
+        return str(binding.network.bind_address) if binding.network.bind_address else None
+    except ops.ModelError:
+        return None
+
+
+def _peer_data(relation: ops.Relation | None, app: ops.Application) -> PeerAppData:
+    if relation is None:
+        return PeerAppData()
+    try:
+        return relation.load(PeerAppData, app)
+    except (pydantic.ValidationError, ValueError) as e:
+        # Only the leader writes this databag; a value we cannot parse is treated as absent.
+        logger.warning("ignoring unreadable peer data: %s", e)
+        return PeerAppData()
+
+
+def collect(charm: ops.CharmBase) -> State:
+    """Read the snapshot once per hook; later steps never re-read Juju."""
+    model = charm.model
+    try:
+        cfg, error = config.load_config(dict(model.config)), None
+    except config.InvalidConfigError as e:
+        cfg, error = None, e
+    peers = model.get_relation(PEER)
+    peer_data = _peer_data(peers, model.app)
+    is_leader = model.unit.is_leader()
+    return State(
+        unit_name=model.unit.name,
+        app_name=model.app.name,
+        namespace=model.name,
+        is_leader=is_leader,
+        planned_units=model.app.planned_units(),
+        pod_ip=_pod_ip(model),
+        config=cfg,
+        config_error=error,
+        peers=peers,
+        peer_data=peer_data,
+        passwords=system_users.read(model, peer_data.system_users_secret),
+    )

@@ -1,0 +1,396 @@
+"""State-transition tests of the charm's reconcile and status (ops.testing, no Harness)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import ops
+import pytest
+import yaml
+from ops import testing
+
+import system_users
+from tests.unit.conftest import (
+    APP,
+    FakeDatabase,
+    FakeKubernetes,
+    FakePatroni,
+    container,
+    peers,
+    system_secret,
+)
+from workload import layout
+
+Ctx = testing.Context[Any]
+
+
+def healthy_cluster(patroni: FakePatroni, leader: int = 0, sync: int = 1, units: int = 3) -> None:
+    for i in range(units):
+        role = "leader" if i == leader else "sync_standby" if i == sync else "replica"
+        patroni.add_member(f"{APP}-{i}", role)
+
+
+def deployed(
+    image: dict[str, testing.Mount], leader: bool = True, units: int = 3, **kwargs: Any
+) -> testing.State:
+    secret = system_secret()
+    return testing.State(
+        leader=leader,
+        containers=[container(image)],
+        relations=[peers(secret, units=units)],
+        secrets=[secret],
+        planned_units=units,
+        **kwargs,
+    )
+
+
+def patroni_yml(ctx: Ctx, out: testing.State) -> dict[str, Any]:
+    fs = out.get_container(layout.CONTAINER).get_filesystem(ctx)
+    return yaml.safe_load((fs / layout.PATRONI_CONF.lstrip("/")).read_text())
+
+
+def conf_path(ctx: Ctx, out: testing.State, path: str) -> Any:
+    return out.get_container(layout.CONTAINER).get_filesystem(ctx) / path.lstrip("/")
+
+
+# -- first deploy ------------------------------------------------------------------------------
+
+
+def test_first_deploy_leader_creates_secret_and_starts_patroni(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    patroni.reachable = False
+    state = testing.State(
+        leader=True, containers=[container(image)], relations=[peers(None)], planned_units=3
+    )
+    out = ctx.run(ctx.on.install(), state)
+
+    secret = out.get_secret(label=system_users.SECRET_LABEL)
+    content = secret.latest_content or {}
+    assert set(content) == {u.secret_key for u in layout.SystemUser}
+    assert all(len(v) == system_users.PASSWORD_LENGTH for v in content.values())
+    relation = next(iter(out.relations))
+    assert json.loads(relation.local_app_data["system-users-secret"]) == secret.id
+
+    conf = patroni_yml(ctx, out)
+    assert conf["name"] == f"{APP}-0"
+    assert conf["scope"] == APP
+    assert conf["postgresql"]["bin_dir"] == "/usr/lib/postgresql/16/bin"
+    assert (
+        conf["postgresql"]["authentication"]["superuser"]["password"]
+        == content["operator-password"]
+    )
+    assert conf["bootstrap"]["dcs"]["synchronous_node_count"] == 2  # "all" of 3 units
+    assert conf_path(ctx, out, layout.PATRONI_CONF).stat().st_mode & 0o777 == 0o600
+
+    plan = out.get_container(layout.CONTAINER).plan.to_dict()
+    service = plan["services"][layout.SERVICE_POSTGRESQL]
+    assert service["command"] == f"patroni {layout.PATRONI_CONF}"
+    assert service["user"] == "postgres"
+    assert service["environment"]["PATRONI_KUBERNETES_NAMESPACE"]
+    assert all(p not in json.dumps(plan) for p in content.values())
+    assert out.unit_status == ops.MaintenanceStatus("starting PostgreSQL")
+
+
+def test_first_deploy_non_leader_waits_for_the_secret(ctx: Ctx, image: dict[str, testing.Mount]):
+    state = testing.State(containers=[container(image)], relations=[peers(None)], planned_units=3)
+    out = ctx.run(ctx.on.install(), state)
+    assert out.unit_status == ops.WaitingStatus(
+        "waiting for the leader to create the system users"
+    )
+    assert not conf_path(ctx, out, layout.PATRONI_CONF).exists()
+    assert not out.get_container(layout.CONTAINER).plan.services
+
+
+def test_pebble_ready_after_secret_configures_non_leader(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    state = deployed(image, leader=False)
+    ctr = state.get_container(layout.CONTAINER)
+    out = ctx.run(ctx.on.pebble_ready(ctr), state)
+    assert patroni_yml(ctx, out)["postgresql"]["connect_address"].endswith(":5432")
+    assert layout.SERVICE_POSTGRESQL in out.get_container(layout.CONTAINER).plan.services
+    assert not patroni.writes()  # a non-leader never changes the cluster
+    assert out.unit_status == ops.ActiveStatus("primary")  # this unit is member 0, the leader
+
+
+def test_pebble_ready_before_secret_does_nothing(ctx: Ctx, image: dict[str, testing.Mount]):
+    state = testing.State(containers=[container(image)], relations=[peers(None)])
+    ctr = state.get_container(layout.CONTAINER)
+    out = ctx.run(ctx.on.pebble_ready(ctr), state)
+    assert not out.get_container(layout.CONTAINER).plan.services
+    assert out.unit_status.name == "waiting"
+
+
+# -- idempotence and the cluster -----------------------------------------------------------------
+
+
+def test_second_run_writes_nothing(
+    ctx: Ctx,
+    image: dict[str, testing.Mount],
+    patroni: FakePatroni,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    healthy_cluster(patroni)
+    out = ctx.run(ctx.on.config_changed(), deployed(image))
+    assert patroni.writes("PATCH")
+    pushes: list[str] = []
+    replans: list[int] = []
+    original_push = ops.Container.push
+    monkeypatch.setattr(
+        ops.Container,
+        "push",
+        lambda self, path, *a, **k: (pushes.append(path), original_push(self, path, *a, **k))[1],
+    )
+    monkeypatch.setattr(ops.Container, "replan", lambda self: replans.append(1))
+    patroni.calls.clear()
+    ctx.run(ctx.on.update_status(), out)
+    assert pushes == []
+    assert replans == []
+    assert patroni.writes() == []
+
+
+def test_leader_patches_dynamic_config_and_creates_system_roles(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni, database: FakeDatabase
+):
+    healthy_cluster(patroni)
+    ctx.run(ctx.on.config_changed(), deployed(image, config={"memory-work-mem": 8192}))
+    assert patroni.config["synchronous_mode"] is True
+    assert patroni.config["synchronous_node_count"] == 2
+    assert patroni.config["postgresql"]["parameters"]["work_mem"] == "8192"
+    assert patroni.config["postgresql"]["parameters"]["password_encryption"] == "scram-sha-256"
+    assert set(database.passwords) == {"monitoring", "backup"}
+    assert database.hosts[0] == patroni.member(f"{APP}-0")["host"]
+
+
+def test_unset_parameter_is_removed_from_dcs(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    out = ctx.run(ctx.on.config_changed(), deployed(image, config={"memory-work-mem": 8192}))
+    state = dataclass_replace(out, config={})
+    ctx.run(ctx.on.config_changed(), state)
+    assert "work_mem" not in patroni.config["postgresql"]["parameters"]
+
+
+def dataclass_replace(obj: Any, **changes: Any) -> Any:
+    return dataclasses.replace(obj, **changes)
+
+
+def test_config_change_needing_restart_rolls_replicas_first(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    for m in patroni.members:
+        m["pending_restart"] = True
+    ctx.run(ctx.on.config_changed(), deployed(image, config={"connection-max-connections": 200}))
+    restarts = [c for c in patroni.calls if c[1] == "/restart"]
+    assert len(restarts) == 3
+    assert patroni.config["postgresql"]["parameters"]["max_connections"] == "200"
+    assert not any(m.get("pending_restart") for m in patroni.members)
+
+
+def test_restart_waits_while_cluster_unhealthy(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    patroni.members[2]["state"] = "starting"
+    patroni.members[1]["pending_restart"] = True
+    ctx.run(ctx.on.update_status(), deployed(image))
+    assert not [c for c in patroni.calls if c[1] == "/restart"]
+
+
+def test_local_config_change_reloads_patroni_without_restart(
+    ctx: Ctx,
+    image: dict[str, testing.Mount],
+    patroni: FakePatroni,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    healthy_cluster(patroni)
+    state = deployed(image, leader=False)
+    out = ctx.run(ctx.on.config_changed(), state)
+    ctr = dataclass_replace(
+        out.get_container(layout.CONTAINER),
+        service_statuses={layout.SERVICE_POSTGRESQL: ops.pebble.ServiceStatus.ACTIVE},
+    )
+    signals: list[tuple[str, tuple[str, ...]]] = []
+    monkeypatch.setattr(
+        ops.Container, "send_signal", lambda self, sig, *names: signals.append((sig, names))
+    )
+    replans: list[int] = []
+    monkeypatch.setattr(ops.Container, "replan", lambda self: replans.append(1))
+    # A new unit joins: patroni.yml's bootstrap node count changes, the layer does not.
+    bigger = dataclass_replace(
+        out,
+        containers=[ctr],
+        planned_units=4,
+        relations=[peers(out.get_secret(label="system-users"), units=4)],
+    )
+    ctx.run(ctx.on.config_changed(), bigger)
+    assert signals == [("SIGHUP", (layout.SERVICE_POSTGRESQL,))]
+    assert replans == []
+
+
+def test_scale_up_changes_synchronous_node_count(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    ctx.run(ctx.on.config_changed(), deployed(image, units=5))
+    assert patroni.config["synchronous_node_count"] == 4
+    ctx.run(
+        ctx.on.config_changed(),
+        deployed(image, units=2, config={"synchronous-node-count": "majority"}),
+    )
+    assert patroni.config["synchronous_node_count"] == 1
+
+
+def test_invalid_config_blocks_and_changes_nothing(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    out = ctx.run(
+        ctx.on.config_changed(),
+        deployed(image, config={"durability-synchronous-commit": "sometimes"}),
+    )
+    assert out.unit_status.name == "blocked"
+    assert "durability-synchronous-commit" in out.unit_status.message
+    assert not conf_path(ctx, out, layout.PATRONI_CONF).exists()
+    assert not patroni.writes()
+
+
+def test_pebble_not_connectable(ctx: Ctx, image: dict[str, testing.Mount]):
+    secret = system_secret()
+    state = testing.State(
+        leader=True,
+        containers=[container(image, can_connect=False)],
+        relations=[peers(secret)],
+        secrets=[secret],
+    )
+    out = ctx.run(ctx.on.update_status(), state)
+    assert out.unit_status == ops.MaintenanceStatus(
+        "waiting for Pebble in the postgresql container"
+    )
+
+
+def test_patroni_unreachable(ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni):
+    patroni.reachable = False
+    out = ctx.run(ctx.on.update_status(), deployed(image))
+    assert out.unit_status == ops.MaintenanceStatus("starting PostgreSQL")
+    assert out.get_container(layout.CONTAINER).plan.services  # the unit is still configured
+
+
+def test_missing_trust_blocks(ctx: Ctx, image: dict[str, testing.Mount], kube: FakeKubernetes):
+    kube.missing = ["patch pods"]
+    out = ctx.run(ctx.on.config_changed(), deployed(image))
+    assert out.unit_status == ops.BlockedStatus(f"run `juju trust {APP} --scope=cluster`")
+    assert not out.get_container(layout.CONTAINER).plan.services
+
+
+def test_image_without_postgresql_blocks(ctx: Ctx, tmp_path: Any):
+    (tmp_path / "empty").mkdir()
+    empty = {"image": testing.Mount(location=layout.PG_BASE_DIR, source=tmp_path / "empty")}
+    out = ctx.run(ctx.on.config_changed(), deployed(empty))
+    assert out.unit_status.name == "blocked"
+    assert "/usr/lib/postgresql" in out.unit_status.message
+
+
+def test_leader_applies_services_and_labels_pod(
+    ctx: Ctx, image: dict[str, testing.Mount], kube: FakeKubernetes, patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    ctx.run(ctx.on.leader_elected(), deployed(image))
+    assert kube.labelled == [f"{APP}-0"]
+    assert kube.services_applied == 1
+
+
+def test_new_leader_keeps_existing_secret(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    state = deployed(image)
+    out = ctx.run(ctx.on.leader_elected(), state)
+    assert [s.label for s in out.secrets] == ["system-users"]
+    assert (
+        out.get_secret(label="system-users").latest_content
+        == state.get_secret(label="system-users").tracked_content
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "state", "expected"),
+    [
+        ("leader", "running", ops.ActiveStatus("primary")),
+        ("sync_standby", "streaming", ops.ActiveStatus("sync standby")),
+        ("replica", "streaming", ops.ActiveStatus("replica")),
+        ("replica", "creating_replica", ops.WaitingStatus("PostgreSQL creating replica")),
+    ],
+)
+def test_unit_status_follows_patroni_role(
+    ctx: Ctx,
+    image: dict[str, testing.Mount],
+    patroni: FakePatroni,
+    role: str,
+    state: str,
+    expected: ops.StatusBase,
+):
+    patroni.add_member(f"{APP}-0", role, state)
+    if role != "leader":
+        patroni.add_member(f"{APP}-1", "leader")
+    out = ctx.run(ctx.on.update_status(), deployed(image, leader=False))
+    assert out.unit_status == expected
+
+
+def test_pending_restart_shows_in_status(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    patroni.add_member(f"{APP}-0", "replica", pending_restart=True)
+    patroni.add_member(f"{APP}-1", "leader")
+    out = ctx.run(ctx.on.update_status(), deployed(image, leader=False))
+    assert out.unit_status == ops.ActiveStatus("replica, restart pending")
+
+
+def test_app_status_waits_without_primary(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    patroni.add_member(f"{APP}-0", "replica", "stopped")
+    out = ctx.run(ctx.on.update_status(), deployed(image))
+    assert out.app_status == ops.WaitingStatus("no primary: Patroni is electing one")
+
+
+def test_role_change_notice_reconciles(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    notice = testing.Notice(key=layout.ROLE_CHANGE_NOTICE)
+    state = deployed(image, leader=False)
+    ctr = dataclass_replace(state.get_container(layout.CONTAINER), notices=[notice])
+    state = dataclass_replace(state, containers=[ctr])
+    out = ctx.run(ctx.on.pebble_custom_notice(ctr, notice), state)
+    assert out.unit_status == ops.ActiveStatus("primary")
+
+
+# -- stop: the departing primary hands over ---------------------------------------------------
+
+
+def test_stop_as_primary_switches_over_to_sync_standby(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    ctx.run(ctx.on.stop(), deployed(image))
+    assert (
+        "POST",
+        "/switchover",
+        {"leader": f"{APP}-0", "candidate": f"{APP}-1"},
+    ) in patroni.calls
+    assert patroni.member(f"{APP}-1")["role"] == "leader"
+
+
+def test_stop_as_replica_does_nothing(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni, leader=1, sync=0)
+    ctx.run(ctx.on.stop(), deployed(image))
+    assert not patroni.writes()
