@@ -9,6 +9,7 @@ import logging
 import ops
 
 import cluster
+import config
 import k8s
 import state as snapshot
 import system_users
@@ -53,6 +54,18 @@ class PostgresqlK8sCharm(ops.CharmBase):
         return snapshot.collect(self)
 
     @functools.cached_property
+    def config_error(self) -> config.InvalidConfigError | None:
+        """Why the config cannot be applied, including limits that depend on the container."""
+        st = self.state
+        if st.config is None or not self.container.can_connect():
+            return st.config_error
+        try:
+            config.postgresql_parameters(st.config, self.workload.memory_bytes())
+        except config.InvalidConfigError as e:
+            return e
+        return None
+
+    @functools.cached_property
     def missing_permissions(self) -> list[str]:
         """What the service account may not do; empty once `juju trust` was run."""
         try:
@@ -65,7 +78,9 @@ class PostgresqlK8sCharm(ops.CharmBase):
         """Patroni REST client for this unit's member (or another host's)."""
         passwords = self.state.passwords or {}
         auth = (layout.SystemUser.PATRONI.value, passwords.get(layout.SystemUser.PATRONI, ""))
-        return patroni.PatroniClient(f"http://{host or self.state.pod_ip}:{layout.PORT_PATRONI}", auth)
+        return patroni.PatroniClient(
+            f"http://{host or self.state.pod_ip}:{layout.PORT_PATRONI}", auth
+        )
 
     @functools.cached_property
     def cluster_status(self) -> patroni.ClusterStatus | None:
@@ -84,7 +99,9 @@ class PostgresqlK8sCharm(ops.CharmBase):
         if leader is None or self.state.passwords is None:
             return None
         password = self.state.passwords[layout.SystemUser.OPERATOR]
-        return pglib.PostgreSQL(host=leader.host, user=layout.SystemUser.OPERATOR.value, password=password)
+        return pglib.PostgreSQL(
+            primary_host=leader.host, user=layout.SystemUser.OPERATOR.value, password=password
+        )
 
     # -- reconcile ---------------------------------------------------------------------------
 
@@ -93,7 +110,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
 
     def _forget(self) -> None:
         """Drop this hook's cached snapshot and probes after the charm changed what they read."""
-        for name in ("state", "cluster_status"):
+        for name in ("state", "cluster_status", "config_error"):
             self.__dict__.pop(name, None)
 
     def reconcile(self) -> None:
@@ -103,13 +120,15 @@ class PostgresqlK8sCharm(ops.CharmBase):
         st = self.state
         if st.config is None or st.passwords is None or st.pod_ip is None:
             return
-        if not self.container.can_connect() or self.missing_permissions:
+        if not self.container.can_connect() or self.config_error or self.missing_permissions:
             return
         try:
             self.kubernetes.label_pod(st.member)
             if st.is_leader:
                 self.kubernetes.apply_services()
-            settings = cluster.patroni_settings(st, self.workload.pg_major(), self.workload.memory_bytes())
+            settings = cluster.patroni_settings(
+                st, self.workload.pg_major(), self.workload.memory_bytes()
+            )
         except (k8s.KubernetesError, cluster.WorkloadNotReadyError) as e:
             logger.warning("cannot configure the workload yet: %s", e)
             return
@@ -166,8 +185,8 @@ class PostgresqlK8sCharm(ops.CharmBase):
 
     def _unit_statuses(self) -> list[ops.StatusBase]:
         st = self.state
-        if st.config_error is not None:
-            return [ops.BlockedStatus(str(st.config_error))]
+        if self.config_error is not None:
+            return [ops.BlockedStatus(str(self.config_error))]
         if not self.container.can_connect():
             return [ops.MaintenanceStatus("waiting for Pebble in the postgresql container")]
         if self.missing_permissions:
@@ -233,7 +252,9 @@ class PostgresqlK8sCharm(ops.CharmBase):
             except pglib.PostgreSQLError as e:
                 return f"cannot change the password: {e}"
         secret = self.model.get_secret(id=st.peer_data.system_users_secret)
-        secret.set_content({**system_users.passwords_to_content(st.passwords), user.secret_key: password})
+        secret.set_content(
+            {**system_users.passwords_to_content(st.passwords), user.secret_key: password}
+        )
         revision = st.peer_data.users_revision + 1
         st.peers.save(st.peer_data.model_copy(update={"users_revision": revision}), self.app)
         self._forget()
@@ -250,7 +271,9 @@ class PostgresqlK8sCharm(ops.CharmBase):
     def _on_promote_to_primary(self, event: ops.ActionEvent) -> None:
         status, me = self.cluster_status, self.state.member
         if status is None or status.leader is None:
-            event.fail("the cluster has no primary or Patroni is not reachable: nothing to switch over")
+            event.fail(
+                "the cluster has no primary or Patroni is not reachable: nothing to switch over"
+            )
             return
         if status.leader.name == me:
             event.fail("this unit is already the primary")

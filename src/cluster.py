@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any, cast
 
 import ops
 
@@ -97,7 +99,9 @@ class Workload:
         self.container.send_signal("SIGHUP", layout.SERVICE_POSTGRESQL)
 
 
-def patroni_settings(state: State, pg_major: int, memory_bytes: int | None) -> patroni.PatroniSettings:
+def patroni_settings(
+    state: State, pg_major: int, memory_bytes: int | None
+) -> patroni.PatroniSettings:
     """The unit's Patroni settings derived from the snapshot; config and passwords must be set."""
     assert state.config is not None and state.passwords is not None and state.pod_ip is not None
     return patroni.PatroniSettings(
@@ -132,17 +136,18 @@ def reconcile_layer(workload: Workload, state: State, config_changed: bool, metr
         workload.reload_patroni()
 
 
-def _differences(current: dict[str, object], desired: dict[str, object]) -> dict[str, object]:
+def _differences(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     """The PATCH that turns `current` into `desired` for the keys the charm owns."""
-    patch: dict[str, object] = {}
+    patch: dict[str, Any] = {}
     for key, value in desired.items():
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             inner = current.get(key)
-            sub = _differences(inner if isinstance(inner, dict) else {}, value)  # type: ignore[arg-type]
+            existing: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
+            wanted = cast("Mapping[str, Any]", value)
+            sub = _differences(existing, wanted)
             if key == "parameters":
                 # Parameters the user unset are removed (null deletes a key in Patroni's merge).
-                existing = inner if isinstance(inner, dict) else {}
-                sub |= {k: None for k in existing if k not in value}  # type: ignore[union-attr]
+                sub |= {k: None for k in existing if k not in wanted}
             if sub:
                 patch[key] = sub
         elif current.get(key) != value:
@@ -150,7 +155,9 @@ def _differences(current: dict[str, object], desired: dict[str, object]) -> dict
     return patch
 
 
-def reconcile_dynamic_config(client: patroni.PatroniClient, settings: patroni.PatroniSettings) -> bool:
+def reconcile_dynamic_config(
+    client: patroni.PatroniClient, settings: patroni.PatroniSettings
+) -> bool:
     """PATCH Patroni's cluster-wide config where it differs from the goal; True if patched."""
     patch = _differences(client.get_config(), patroni.dynamic_config(settings))
     if not patch:

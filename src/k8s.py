@@ -100,7 +100,9 @@ class Kubernetes:
                 selector=self.selector.role_labels(role),
                 ports=[
                     core_models.ServicePort(
-                        name="postgresql", port=layout.PORT_POSTGRESQL, targetPort=layout.PORT_POSTGRESQL
+                        name="postgresql",
+                        port=layout.PORT_POSTGRESQL,
+                        targetPort=layout.PORT_POSTGRESQL,
                     )
                 ],
                 type="ClusterIP",
@@ -117,8 +119,8 @@ class Kubernetes:
 
     def label_pod(self, pod_name: str) -> None:
         """Give a member's pod the labels Patroni's Kubernetes DCS selects members by."""
-        patch = {"metadata": {"labels": self.selector.member_labels}}
+        patch: dict[str, object] = {"metadata": {"labels": self.selector.member_labels}}
         try:
-            self.client.patch(core.Pod, pod_name, patch, namespace=self.namespace)
+            self.client.patch(core.Pod, pod_name, patch, namespace=self.namespace)  # pyright: ignore[reportUnknownMemberType]
         except lightkube.core.exceptions.ApiError as e:
             raise KubernetesError(f"cannot label pod {pod_name}: {e.status.message}") from e

@@ -61,8 +61,6 @@ class State:
 def _pod_ip(model: ops.Model) -> str | None:
     try:
         binding = model.get_binding(PEER)
-        if binding is None:
-            return None
         return str(binding.network.bind_address) if binding.network.bind_address else None
     except ops.ModelError:
         return None

@@ -394,3 +394,28 @@ def test_stop_as_replica_does_nothing(
     healthy_cluster(patroni, leader=1, sync=0)
     ctx.run(ctx.on.stop(), deployed(image))
     assert not patroni.writes()
+
+
+def test_shared_buffers_beyond_container_memory_blocks(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni, tmp_path: Any
+):
+    healthy_cluster(patroni)
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text(f"{1024**3}\n")  # 1 GiB container limit
+    mounts = {**image, "cgroup": testing.Mount(location="/sys/fs/cgroup", source=cgroup)}
+    out = ctx.run(ctx.on.config_changed(), deployed(mounts))
+    assert out.unit_status == ops.ActiveStatus("primary")
+    params = patroni.config["postgresql"]["parameters"]
+    assert params["shared_buffers"] == "256MB"  # production profile: a quarter of the limit
+    before = conf_path(ctx, out, layout.PATRONI_CONF).read_text()
+    patroni.calls.clear()
+
+    too_big = dataclass_replace(
+        out, config={"memory-shared-buffers": 262144}
+    )  # 2 GiB of 8kB pages
+    out = ctx.run(ctx.on.config_changed(), too_big)
+    assert out.unit_status.name == "blocked"
+    assert "memory-shared-buffers" in out.unit_status.message
+    assert conf_path(ctx, out, layout.PATRONI_CONF).read_text() == before
+    assert not patroni.writes()
