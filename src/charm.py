@@ -183,7 +183,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         for status in self._unit_statuses():
             event.add_status(status)
 
-    def _unit_statuses(self) -> list[ops.StatusBase]:
+    def _unit_statuses(self) -> list[ops.StatusBase]:  # noqa: PLR0911 (one return per cause)
         st = self.state
         if self.config_error is not None:
             return [ops.BlockedStatus(str(self.config_error))]

@@ -142,7 +142,9 @@ def _differences(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     for key, value in desired.items():
         if isinstance(value, Mapping):
             inner = current.get(key)
-            existing: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
+            existing: Mapping[str, Any] = (
+                cast("Mapping[str, Any]", inner) if isinstance(inner, Mapping) else {}
+            )
             wanted = cast("Mapping[str, Any]", value)
             sub = _differences(existing, wanted)
             if key == "parameters":

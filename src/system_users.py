@@ -9,7 +9,7 @@ import ops
 
 from workload import layout
 
-SECRET_LABEL = "system-users"
+SECRET_LABEL = "system-users"  # noqa: S105 (a label, not a password)
 PASSWORD_LENGTH = 32
 _ALPHABET = string.ascii_letters + string.digits
 # What set-password accepts: printable ASCII without whitespace or quotes, so a password survives

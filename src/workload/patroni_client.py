@@ -116,7 +116,6 @@ class ClusterStatus:
         return self.leader is not None and all(m.is_healthy for m in self.members)
 
 
-
 class PatroniClient:
     """Patroni REST API of one member.
 

@@ -111,8 +111,8 @@ class FakeDatabase:
     hosts: list[str] = dataclasses.field(default_factory=list)
     fail: bool = False
 
-    def __call__(self, host: str, user: str, password: str, **_: Any) -> FakeDatabase:
-        self.hosts.append(host)
+    def __call__(self, *, primary_host: str, user: str, password: str, **_: Any) -> FakeDatabase:
+        self.hosts.append(primary_host)
         return self
 
     def _check(self) -> None:
