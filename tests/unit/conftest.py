@@ -162,7 +162,7 @@ def patroni(monkeypatch: pytest.MonkeyPatch) -> FakePatroni:
     fake = FakePatroni()
 
     def send(
-        self: patroni_client.PatroniClient, method: str, path: str, body: Any
+        self: patroni_client.PatroniClient, method: str, path: str, body: Any, *_: Any
     ) -> requests.Response:
         try:
             return fake.respond(method, self.base_url + path, body)
