@@ -13,6 +13,10 @@ import tenacity
 # Roles /cluster reports for members that replicate synchronously.
 SYNC_ROLES = frozenset({"sync_standby", "quorum_standby"})
 LEADER_ROLES = frozenset({"leader", "standby_leader"})
+# Read timeout of the operations Patroni answers only once they are over: /restart waits for
+# PostgreSQL to accept connections again, /switchover and /failover poll the new leader for up to
+# 2 * max(10, loop_wait) seconds. Measured: a replica restart ~1.5-10 s, a switchover ~2-3 s.
+OPERATION_TIMEOUT = 60.0
 
 
 class PatroniError(Exception):
@@ -144,11 +148,13 @@ class PatroniClient:
         auth = cast("tuple[str, str] | None", self._session.auth)
         return PatroniClient(base, auth, self._session.verify, self._timeout, self._attempts)
 
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None) -> requests.Response:
+    def _send(
+        self, method: str, path: str, body: Mapping[str, Any] | None, read_timeout: float | None
+    ) -> requests.Response:
+        # A long operation keeps the short connect timeout: an unreachable member fails fast.
+        timeout = self._timeout if read_timeout is None else (self._timeout, read_timeout)
         try:
-            return self._session.request(
-                method, self.base_url + path, json=body, timeout=self._timeout
-            )
+            return self._session.request(method, self.base_url + path, json=body, timeout=timeout)
         except requests.RequestException as e:
             raise PatroniUnreachableError(f"{method} {path}: {type(e).__name__}") from e
 
@@ -158,6 +164,7 @@ class PatroniClient:
         path: str,
         body: Mapping[str, Any] | None = None,
         ok: tuple[int, ...] = (200,),
+        read_timeout: float | None = None,
     ) -> requests.Response:
         attempts = self._attempts if method == "GET" else 1
         retrying = tenacity.Retrying(
@@ -166,7 +173,7 @@ class PatroniClient:
             retry=tenacity.retry_if_exception_type(PatroniUnreachableError),
             reraise=True,
         )
-        response = retrying(self._send, method, path, body)
+        response = retrying(self._send, method, path, body, read_timeout)
         if response.status_code not in ok:
             error = SwitchoverRefusedError if response.status_code == 412 else PatroniRequestError
             raise error(method, path, response.status_code, response.text)
@@ -204,7 +211,10 @@ class PatroniClient:
         restart or the restart failed; the caller reads /patroni to tell which).
         """
         body = {"restart_pending": True} if pending_only else {}
-        return self._request("POST", "/restart", body, ok=(200, 503)).status_code == 200
+        response = self._request(
+            "POST", "/restart", body, ok=(200, 503), read_timeout=OPERATION_TIMEOUT
+        )
+        return response.status_code == 200
 
     def switchover(self, leader: str, candidate: str) -> None:
         """POST /switchover: hand the leader lock to `candidate` (200 on success).
@@ -212,11 +222,18 @@ class PatroniClient:
         Raises SwitchoverRefusedError (412) when the candidate is not a sync standby or `leader`
         is not the current leader, PatroniRequestError (503) when the switchover failed.
         """
-        self._request("POST", "/switchover", {"leader": leader, "candidate": candidate})
+        self._request(
+            "POST",
+            "/switchover",
+            {"leader": leader, "candidate": candidate},
+            read_timeout=OPERATION_TIMEOUT,
+        )
 
     def failover(self, candidate: str) -> None:
         """POST /failover: promote `candidate` even without a healthy leader."""
-        self._request("POST", "/failover", {"candidate": candidate})
+        self._request(
+            "POST", "/failover", {"candidate": candidate}, read_timeout=OPERATION_TIMEOUT
+        )
 
     def reinitialize(self) -> None:
         """POST /reinitialize: wipe this replica and clone it again from the leader."""

@@ -1,0 +1,56 @@
+"""Fixtures of the integration tier: real workloads on the local substrate (root required)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from substrate import dcs, pods
+from substrate import patroni_cluster as pgcluster
+from workload import patroni
+
+
+def require_host() -> None:
+    """Fail, naming what is missing, when this host cannot run the substrate (never skip)."""
+    missing = pgcluster.missing_pieces()
+    if missing:
+        pytest.fail(
+            "integration tests need: " + "; ".join(missing) + " (see tools/install-workload.sh)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def substrate() -> Iterator[pods.Substrate]:
+    """A run of the local substrate: a bridge for pods, torn down (processes first) at the end."""
+    require_host()
+    with pods.Substrate() as run:
+        yield run
+
+
+@pytest.fixture(scope="module")
+def etcd(substrate: pods.Substrate) -> Iterator[dcs.Etcd]:
+    """A single-node etcd on the substrate's bridge."""
+    server = dcs.Etcd(substrate)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def patroni_cluster(substrate: pods.Substrate, etcd: dcs.Etcd) -> pgcluster.PatroniCluster:
+    """Three Patroni members built from the charm's builders, settled.
+
+    Settled: a leader running, two replicas streaming, one of them the sync standby. Everything
+    is killed with the substrate at the end of the module.
+    """
+    cluster = pgcluster.PatroniCluster(
+        substrate, etcd, units=3, synchronous_node_count=1, synchronous_mode_strict=False
+    )
+    cluster.start_all()
+    try:
+        cluster.wait_settled(timeout=120.0)
+    except patroni.PatroniError as e:
+        pytest.fail(f"{e}\n{cluster.diagnostics()}", pytrace=False)
+    return cluster
