@@ -132,8 +132,15 @@ class Backend(Protocol):
         """Send a signal to the processes of a unit whose command line contains `process`."""
         ...
 
-    def delete_pod(self, unit: str, recreate: bool = True) -> None:
-        """Delete a unit's pod; Kubernetes recreates it (same storage) unless `recreate` is false."""
+    def delete_pod(self, unit: str, recreate: bool = True, force: bool = False) -> None:
+        """Delete a unit's pod; Kubernetes recreates it (same storage) unless `recreate` is false.
+
+        `force` kills the pod's processes at once (its node died) instead of a graceful stop.
+        """
+        ...
+
+    def recreate_pod(self, unit: str) -> None:
+        """Bring back a pod deleted with `recreate=False` (its node returned), same storage."""
         ...
 
     def disconnect(self, unit: str) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 import ops
 import pytest
+
+import charm
+import system_users
 from substrate.juju import (
     InvalidActionError,
     InvalidCommandError,
@@ -24,9 +27,6 @@ from substrate.juju import (
     ModelStatus,
     QuiescenceError,
 )
-
-import charm
-import system_users
 from workload import layout, patroni_client
 
 PROBE_ROOT = Path(__file__).parents[1] / "charms" / "substrate_probe"
