@@ -55,7 +55,11 @@ class Workload:
         )
 
     def ensure_dirs(self) -> None:
-        """Create the workload's directories, owned by the workload user."""
+        """Create the workload's directories, or take them over, owned by the workload user.
+
+        Storage mounts arrive owned by root (Kubernetes volumes without an fsGroup), so an
+        existing directory with another owner or mode is handed to the workload user.
+        """
         for path in layout.WORKLOAD_DIRS:
             if not self.container.exists(path):
                 self.container.make_dir(
@@ -65,6 +69,12 @@ class Workload:
                     user=layout.WORKLOAD_USER,
                     group=layout.WORKLOAD_GROUP,
                 )
+                continue
+            info = self.container.list_files(path, itself=True)[0]
+            if info.user != layout.WORKLOAD_USER or info.permissions != _DIR_MODE:
+                owner = f"{layout.WORKLOAD_USER}:{layout.WORKLOAD_GROUP}"
+                self.container.exec(["chown", owner, path]).wait()
+                self.container.exec(["chmod", f"{_DIR_MODE:o}", path]).wait()
 
     def write(self, path: str, content: str, mode: int = 0o600) -> bool:
         """Write a file owned by the workload user if its content differs; True if written."""

@@ -30,6 +30,7 @@ from workload import layout
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FIRST_POD_HOST = 10  # pod IPs are .10, .11, ...: below are the host's
+_LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.routing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,10 +164,11 @@ class Pod:
         )
         self._mounts.append((target, source))
 
-    def write_hosts(self, pods: Iterable[Pod]) -> None:
-        """Write the pod's /etc/hosts: every pod's names (called by the Substrate)."""
+    def write_hosts(self, pods: Iterable[Pod], extra: Mapping[str, str] | None = None) -> None:
+        """Write the pod's /etc/hosts: every pod's names, then `extra` (name -> IP)."""
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         lines += [f"{p.ip}\t{' '.join((*p.hostnames, p.name))}" for p in pods]
+        lines += [f"{ip}\t{name}" for name, ip in (extra or {}).items()]
         # Rewritten in place: the bind mount follows the inode, so a rename would not be seen.
         self.hosts_file.write_text("\n".join(lines) + "\n")
 
@@ -353,6 +355,7 @@ class Substrate:
         self._pods: dict[str, Pod] = {}
         self._next_index = 0
         self._host_processes: list[subprocess.Popen[bytes]] = []
+        self._extra_hosts: dict[str, str] = {}
         self._closed = False
         try:
             self.stale_removed = netns.cleanup_stale(self.slot)
@@ -410,7 +413,7 @@ class Substrate:
         """Create a pod (its storage is reattached if a pod of that name had some)."""
         if name in self._pods:
             raise netns.SubstrateError(f"pod {name} already exists")
-        if _FIRST_POD_HOST + self._next_index >= self.slot.network.num_addresses - 1:
+        if _FIRST_POD_HOST + self._next_index > _LAST_POD_HOST:
             raise netns.SubstrateError(f"no address left for pod {name} in {self.slot.network}")
         pod = Pod(self, name, self._next_index, hostnames, storage)
         self._next_index += 1
@@ -429,9 +432,14 @@ class Substrate:
         pod.destroy(destroy_storage)
         self._write_hosts()
 
+    def set_extra_hosts(self, entries: Mapping[str, str]) -> None:
+        """Names every pod resolves besides the pods' own (e.g. Services): name -> IP."""
+        self._extra_hosts = dict(entries)
+        self._write_hosts()
+
     def _write_hosts(self) -> None:
         for pod in self._pods.values():
-            pod.write_hosts(self._pods.values())
+            pod.write_hosts(self._pods.values(), self._extra_hosts)
 
     def start_host_process(
         self, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None

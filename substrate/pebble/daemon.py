@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,6 +55,7 @@ class Daemon:
         echo: IO[str] | None = None,
         reap_orphans: bool = False,
         on_check_transition: checks.TransitionHook | None = None,
+        env_filter: Callable[[dict[str, str]], dict[str, str]] | None = None,
     ) -> None:
         self.socket_path = str(socket_path)
         self.state_dir = Path(state_dir)
@@ -87,6 +88,7 @@ class Daemon:
             environment=env,
             okay_delay=okay_delay,
             fail_delay=fail_delay,
+            env_filter=env_filter,
         )
         self.checks = checks.CheckManager(
             change_store=self.changes,
@@ -218,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hold", action="store_true", help="do not autostart enabled services")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
+    parser.add_argument(
+        "--dcs-etcd3",
+        metavar="URL",
+        help="run services' Patroni on this etcd instead of Kubernetes (the local substrate)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -230,8 +237,25 @@ def main(argv: list[str] | None = None) -> int:
         args.socket or os.environ.get("PEBBLE_SOCKET") or f"{args.state_dir}/.pebble.socket"
     )
     procs.become_subreaper()
+    env_filter = None
+    if args.dcs_etcd3:
+        # Imported here: the daemon itself needs nothing but the standard library and PyYAML.
+        from substrate import dcs  # noqa: PLC0415
+
+        url = str(args.dcs_etcd3)
+
+        def env_filter(env: dict[str, str]) -> dict[str, str]:
+            if any(k.startswith(dcs.KUBERNETES_ENV_PREFIX) for k in env):
+                return dcs.translate_dcs_env(env, url)
+            return env
+
     daemon = Daemon(
-        socket_path, args.state_dir, hold=args.hold, echo=sys.stdout, reap_orphans=True
+        socket_path,
+        args.state_dir,
+        hold=args.hold,
+        echo=sys.stdout,
+        reap_orphans=True,
+        env_filter=env_filter,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -87,7 +87,9 @@ class ServiceManager:
         environment: Mapping[str, str],
         okay_delay: float = 1.0,
         fail_delay: float = 5.0,
+        env_filter: Callable[[dict[str, str]], dict[str, str]] | None = None,
     ) -> None:
+        self._env_filter = env_filter
         self._procs = procs_table
         self._logs = log_store
         self._changes = change_store
@@ -149,6 +151,8 @@ class ServiceManager:
                 config.get("group-id"),
             )
             env = procs.child_environment(self._env, creds, config.get("environment", {}))
+            if self._env_filter is not None:
+                env = self._env_filter(env)
             svc.log_seq = self._logs.last_seq()
             proc = self._procs.spawn(
                 argv,

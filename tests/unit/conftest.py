@@ -211,6 +211,8 @@ def image(tmp_path: Path) -> dict[str, testing.Mount]:
 def container(
     mounts: dict[str, testing.Mount], can_connect: bool = True, **kwargs: Any
 ) -> testing.Container:
+    # Storage arrives root-owned; the charm hands it to the workload user with chown/chmod.
+    kwargs.setdefault("execs", {testing.Exec(["chown"]), testing.Exec(["chmod"])})
     return testing.Container(layout.CONTAINER, can_connect=can_connect, mounts=mounts, **kwargs)
 
 

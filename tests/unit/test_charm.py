@@ -419,3 +419,16 @@ def test_shared_buffers_beyond_container_memory_blocks(
     assert "memory-shared-buffers" in out.unit_status.message
     assert conf_path(ctx, out, layout.PATRONI_CONF).read_text() == before
     assert not patroni.writes()
+
+
+def test_root_owned_storage_is_handed_to_the_workload_user(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    (image["home"].source / "data").mkdir()  # the pgdata volume's mount point, owned by root
+    state = deployed(image)
+    ctx.run(ctx.on.pebble_ready(state.get_container(layout.CONTAINER)), state)
+    commands = [e.command for e in ctx.exec_history[layout.CONTAINER]]
+    # The test's files are root-owned, as a fresh Kubernetes volume is.
+    assert ["chown", "postgres:postgres", layout.DATA_MOUNT] in commands
+    assert ["chmod", "700", layout.DATA_MOUNT] in commands

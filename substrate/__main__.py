@@ -1,0 +1,43 @@
+"""Command line of the local substrate: `python -m substrate demo [--keep]` and `... bench`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+# The charm's modules import each other by their names in src/ and lib/, as Juju's dispatch does.
+_REPO = Path(__file__).resolve().parent.parent
+for _sub in ("src", "lib"):
+    if str(_REPO / _sub) not in sys.path:
+        sys.path.insert(0, str(_REPO / _sub))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m substrate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="deploy 3 units, write and read a row, show status")
+    demo.add_argument("--keep", action="store_true", help="keep it running until Ctrl-C")
+    demo.add_argument("--units", type=int, default=3)
+    bench = sub.add_parser("bench", help="bootstrap, failover and switchover figures as JSON")
+    bench.add_argument("--output", type=Path, help="also write the JSON to this file")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Each hook's ops sets the root logger to DEBUG; only our own handler decides what shows.
+    for handler in logging.root.handlers:
+        handler.setLevel(level)
+    if args.command == "demo":
+        from substrate import demo as demo_module  # noqa: PLC0415 - after sys.path is set
+
+        return demo_module.main(keep=args.keep, units=args.units)
+    from substrate import bench as bench_module  # noqa: PLC0415 - after sys.path is set
+
+    return bench_module.main(output=args.output)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Benchmarks on the local substrate: bootstrap, failovers and switchover, measured by a writer.
+
+Prints one JSON object as its last output. Write outage is measured from the writer's side: the
+last acknowledged write before the fault to the first one after it. Every acknowledged id is
+checked afterwards on every member.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from substrate import backend, writer
+from substrate.demo import APP, roles_settled
+from substrate.local import LocalBackend
+
+UNITS = 3
+
+
+def _primary(b: LocalBackend) -> str:
+    unit = b.status().app_units(APP)[0].name
+    return str(b.run_action(unit, "get-primary")["primary"])
+
+
+def _settle(b: LocalBackend, units: int = UNITS) -> None:
+    b.wait_for(roles_settled(APP, units), timeout=300, what="a healthy cluster")
+
+
+def _fault(w: writer.ContinuousWriter, act: Any) -> tuple[float, float | None]:
+    """Run a fault, wait for writes to resume; (seconds to first ack after, outage)."""
+    start = time.monotonic()
+    act()
+    if not w.wait_for_ack_after(start, timeout=180):
+        raise backend.BackendError("writes did not resume within 180 s")
+    # The outage is only known once the gap has closed, which it now has.
+    return time.monotonic() - start, w.report().outage_around(start)
+
+
+def run() -> dict[str, Any]:
+    """Run every measurement on a fresh 3-unit deployment and return the figures."""
+    figures: dict[str, Any] = {"units": UNITS, "host": platform.node(), "cpus": _cpus()}
+    with LocalBackend() as b:
+        t0 = time.monotonic()
+        b.deploy(APP, units=UNITS)
+        _settle(b)
+        figures["bootstrap_s"] = round(time.monotonic() - t0, 2)
+        password = str(b.run_action(f"{APP}/0", "get-password")["password"])
+        w = writer.ContinuousWriter(
+            host=b.service_address(f"{APP}-primary"),
+            user="operator",
+            password=password,
+            dbname="postgres",
+            table="bench_writes",
+        )
+        w.start()
+        w.wait_for_acks(50, timeout=30)
+
+        old = _primary(b)
+        _, outage = _fault(
+            w,
+            lambda: (
+                b.kill(old, "patroni", backend.Signal.SIGKILL),
+                b.kill(old, "postgres", backend.Signal.SIGKILL),
+            ),
+        )
+        figures["failover_sigkill_outage_s"] = _round(outage)
+        figures["failover_sigkill_new_primary"] = _primary(b) != old
+        _settle(b)
+
+        standby = next(u.name for u in b.status().app_units(APP) if u.message == "sync standby")
+        _, outage = _fault(
+            w, lambda: b.run_action(standby, "promote-to-primary", {"scope": "unit"})
+        )
+        figures["switchover_outage_s"] = _round(outage)
+        _settle(b)
+
+        lost = _primary(b)
+        _, outage = _fault(w, lambda: b.delete_pod(lost, recreate=False, force=True))
+        figures["failover_pod_loss_outage_s"] = _round(outage)
+        b.wait_for(
+            lambda s: sum(u.message == "primary" for u in s.app_units(APP)) == 1,
+            timeout=120,
+            what="a primary among the survivors",
+        )
+        w.wait_for_acks(w.acked_count + 100, timeout=60)
+        report = w.stop()
+        survivors = [u.address for u in b.status().app_units(APP) if u.name != lost]
+        result = writer.verify_acked(
+            report,
+            survivors,
+            wait_for_catchup=60,
+            user="operator",
+            password=password,
+            dbname="postgres",
+        )
+        figures |= {
+            "acked_writes": report.acked,
+            "uncertain_writes": len(report.uncertain),
+            "acked_lost": result.acked_lost,
+            "writer_interval_s": w.interval,
+            "outages_s": [round(o.duration_s, 2) for o in report.outages],
+        }
+    return figures
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _cpus() -> int:
+    import os  # noqa: PLC0415
+
+    return os.cpu_count() or 0
+
+
+def main(output: Path | None = None) -> int:
+    """Run the benchmark and print its JSON (the last line of output)."""
+    figures = run()
+    text = json.dumps(figures, sort_keys=True)
+    if output is not None:
+        output.write_text(text + "\n")
+    print(text)
+    return 0 if figures.get("acked_lost") == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
