@@ -165,11 +165,20 @@ class PostgresqlK8sCharm(ops.CharmBase):
         return self.cluster_status is not None and self.cluster_status.leader is not None
 
     def _on_stop(self, _: ops.StopEvent) -> None:
-        """A departing primary hands over to a synchronous standby before its pod goes."""
+        """A departing primary hands over to a synchronous standby before its pod goes.
+
+        On scale-down Kubernetes removes the highest ordinals, so a standby numbered at or
+        above the new scale is leaving too and is not a candidate.
+        """
         status = self.cluster_status
         if status is None or status.leader is None or status.leader.name != self.state.member:
             return
-        candidates = [m for m in status.sync_standbys if m.is_healthy]
+        staying = self.state.planned_units
+        candidates = [
+            m
+            for m in status.sync_standbys
+            if m.is_healthy and int(m.name.rsplit("-", 1)[1]) < staying
+        ]
         if not candidates:
             return
         try:

@@ -130,6 +130,8 @@ def reconcile_files(workload: Workload, settings: patroni.PatroniSettings) -> bo
     """Render patroni.yml, the role-change callback and the exporter's password file."""
     workload.ensure_dirs()
     changed = workload.write(layout.PATRONI_CONF, patroni.dump(patroni.render(settings)))
+    if changed:
+        logger.info("patroni.yml changed")
     workload.write(layout.ROLE_CHANGE_SCRIPT, patroni.role_change_script(), mode=0o755)
     workload.write(
         pebble.PASSWORD_FILE_MONITORING, settings.passwords[layout.SystemUser.MONITORING]

@@ -22,7 +22,7 @@ UNITS = 3
 
 
 def _primary(b: LocalBackend) -> str:
-    unit = b.status().app_units(APP)[0].name
+    unit = next(u.name for u in b.status().app_units(APP) if u.leader)
     return str(b.run_action(unit, "get-primary")["primary"])
 
 
@@ -32,8 +32,8 @@ def _settle(b: LocalBackend, units: int = UNITS) -> None:
 
 def _fault(w: writer.ContinuousWriter, act: Any) -> tuple[float, float | None]:
     """Run a fault, wait for writes to resume; (seconds to first ack after, outage)."""
-    start = time.monotonic()
     act()
+    start = time.monotonic()  # once the fault has landed: the gap around now is the outage
     if not w.wait_for_ack_after(start, timeout=180):
         raise backend.BackendError("writes did not resume within 180 s")
     # The outage is only known once the gap has closed, which it now has.

@@ -18,34 +18,52 @@ from workload import layout, patroni_client
 APP = "postgresql-k8s"
 
 
-def roles_settled(app: str, units: int) -> Callable[[backend.Status], bool]:
-    """All units active, exactly one primary, every other unit a streaming replica."""
+def roles_settled(
+    app: str, units: int, sync: int | None = None
+) -> Callable[[backend.Status], bool]:
+    """All units active, one primary, every other unit streaming, and `sync` synchronous standbys.
+
+    Patroni's own view is checked too, since unit statuses refresh only on hooks; `sync`
+    defaults to every replica (synchronous-node-count "all"). Until the synchronous standbys
+    are confirmed, Patroni refuses to fail over (it could not tell who has every commit), so
+    a fault test must not start before.
+    """
+    wanted_sync = units - 1 if sync is None else sync
 
     def check(status: backend.Status) -> bool:
         if not status.all_active(app, units):
             return False
         messages = [u.message for u in status.app_units(app)]
-        return messages.count("primary") == 1 and all(
-            m in ("primary", "sync standby", "replica") for m in messages
+        if messages.count("primary") != 1:
+            return False
+        cluster = _cluster(status.app_units(app))
+        return (
+            cluster is not None
+            and cluster.healthy
+            and len(cluster.members) == units
+            and len(cluster.sync_standbys) == wanted_sync
         )
 
     return check
+
+
+def _cluster(units: list[backend.UnitInfo]) -> patroni_client.ClusterStatus | None:
+    for unit in units:
+        try:
+            return patroni_client.PatroniClient(
+                f"http://{unit.address}:{layout.PORT_PATRONI}", attempts=1, timeout=2
+            ).cluster()
+        except patroni_client.PatroniError:
+            continue
+    return None
 
 
 def status_table(b: backend.Backend, app: str) -> str:
     """`juju status`-like table: unit, workload status, role, IP, replication lag."""
     status = b.status()
     units = status.app_units(app)
-    members: dict[str, patroni_client.Member] = {}
-    for unit in units:
-        try:
-            cluster = patroni_client.PatroniClient(
-                f"http://{unit.address}:{layout.PORT_PATRONI}", attempts=1
-            ).cluster()
-            members = {m.name: m for m in cluster.members}
-            break
-        except patroni_client.PatroniError:
-            continue
+    cluster = _cluster(units)
+    members = {m.name: m for m in cluster.members} if cluster else {}
     rows = [("Unit", "Workload", "Message", "Role", "Address", "Lag")]
     for unit in units:
         member = members.get(layout.member_name(unit.name))

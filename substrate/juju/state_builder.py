@@ -70,7 +70,12 @@ def _real_container(name: str, client: ops.pebble.Client, hook: Hook) -> testing
         layers = {"plan": ops.pebble.Layer(plan)}
         checks = [_check_info(i) for i in client.get_checks(names=[hook.check])]
     if hook.container == name and hook.notice_key is not None:
-        found = client.get_notices(types=[ops.pebble.NoticeType.CUSTOM], keys=[hook.notice_key])
+        # Juju sees every user's notices (a workload's callback runs as its own user).
+        found = client.get_notices(
+            types=[ops.pebble.NoticeType.CUSTOM],
+            keys=[hook.notice_key],
+            users=ops.pebble.NoticesUsers.ALL,
+        )
         notices = [_notice(n) for n in found[-1:]]
     return testing.Container(
         name, can_connect=True, layers=layers, check_infos=frozenset(checks), notices=notices
@@ -167,7 +172,9 @@ def build(
         leader=app.leader == unit.name,
         model=testing.Model(world.name, uuid=world.uuid, type="kubernetes"),
         secrets=world.secrets.view(unit.name, app.name, world.relations),
-        planned_units=len(app.live_units()),
+        # The application's scale: a unit whose agent died (its node is lost) still counts,
+        # as on Kubernetes; only units being removed do not.
+        planned_units=len([u for u in app.sorted_units() if not u.dying]),
         deferred=unit.deferred,
         stored_states=unit.stored_states,
         app_status=app.status.to_ops(),

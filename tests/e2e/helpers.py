@@ -21,15 +21,19 @@ def units_with(b: backend.Backend, message: str, app: str = APP) -> list[str]:
     return [u.name for u in b.status().app_units(app) if u.message == message]
 
 
+def leader(b: backend.Backend, app: str = APP) -> str:
+    """The Juju leader unit (always a live one: leadership moves off a dead unit)."""
+    return next(u.name for u in b.status().app_units(app) if u.leader)
+
+
 def primary(b: backend.Backend, app: str = APP) -> str:
     """The primary unit, as the get-primary action reports it."""
-    unit = b.status().app_units(app)[0].name
-    return str(b.run_action(unit, "get-primary")["primary"])
+    return str(b.run_action(leader(b, app), "get-primary")["primary"])
 
 
 def password(b: backend.Backend, user: str = "operator", app: str = APP) -> str:
     """A system user's password from the get-password action."""
-    unit = b.status().app_units(app)[0].name
+    unit = leader(b, app)
     return str(b.run_action(unit, "get-password", {"username": user})["password"])
 
 

@@ -85,9 +85,9 @@ def test_deploy_three_units(juju: LocalBackend):
 def test_sigkill_primary_under_writes(juju: LocalBackend):
     old = primary(juju)
     w = start_writer(juju, "sigkill_writes")
-    fault = time.monotonic()
     juju.kill(old, "patroni", backend.Signal.SIGKILL)
     juju.kill(old, "postgres", backend.Signal.SIGKILL)
+    fault = time.monotonic()  # once the processes are dead: the gap around now is the outage
     assert w.wait_for_ack_after(fault, timeout=90), "no write acknowledged after the kill"
     report = finish_writer(juju, w)
     print(f"SIGKILL of {old}: write outage {report.outage_around(fault)} s")
@@ -97,8 +97,8 @@ def test_sigkill_primary_under_writes(juju: LocalBackend):
 def test_pod_loss_under_writes(juju: LocalBackend):
     old = primary(juju)
     w = start_writer(juju, "pod_loss_writes")
-    fault = time.monotonic()
     juju.delete_pod(old, recreate=False, force=True)
+    fault = time.monotonic()
     assert w.wait_for_ack_after(fault, timeout=120), "no write acknowledged after the pod loss"
     new = primary(juju)
     assert new != old
@@ -114,8 +114,8 @@ def test_partition_of_primary(juju: LocalBackend):
     old = primary(juju)
     old_member = layout.member_name(old)
     w = start_writer(juju, "partition_writes")
-    fault = time.monotonic()
     juju.disconnect(old)
+    fault = time.monotonic()
     try:
         assert w.wait_for_ack_after(fault, timeout=120), "the majority did not take over"
 

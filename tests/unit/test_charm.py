@@ -11,6 +11,7 @@ import pytest
 import yaml
 from ops import testing
 
+import charm
 import system_users
 from tests.unit.conftest import (
     APP,
@@ -432,3 +433,21 @@ def test_root_owned_storage_is_handed_to_the_workload_user(
     # The test's files are root-owned, as a fresh Kubernetes volume is.
     assert ["chown", "postgres:postgres", layout.DATA_MOUNT] in commands
     assert ["chmod", "700", layout.DATA_MOUNT] in commands
+
+
+def test_stop_on_scale_down_hands_over_to_a_staying_standby(
+    image: dict[str, testing.Mount], patroni: FakePatroni, database: Any, kube: Any
+):
+    # Scaling 3 -> 1 removes units 2 and 1; the primary (unit 2) must not pick unit 1.
+    healthy_cluster(patroni, leader=2, sync=1)
+    patroni.member(f"{APP}-0")["role"] = "sync_standby"
+    unit2 = testing.Context(charm.PostgresqlK8sCharm, unit_id=2)
+    state = deployed(image, leader=False)
+    relation = dataclass_replace(next(iter(state.relations)), peers_data={0: {}, 1: {}})
+    state = dataclass_replace(state, relations=[relation], planned_units=1)
+    unit2.run(unit2.on.stop(), state)
+    assert (
+        "POST",
+        "/switchover",
+        {"leader": f"{APP}-2", "candidate": f"{APP}-0"},
+    ) in patroni.calls

@@ -15,6 +15,7 @@ from typing import Any
 
 import ops
 import pytest
+from ops import testing
 
 import charm
 import system_users
@@ -520,6 +521,10 @@ def image(tmp_path: Path) -> Path:
     return tmp_path / "image"
 
 
+# The charm hands root-owned storage to the workload user; the in-memory Pebble needs the mocks.
+CHOWN = {layout.CONTAINER: [testing.Exec(["chown"]), testing.Exec(["chmod"])]}
+
+
 @pytest.mark.usefixtures("no_patroni")
 def test_the_real_charm_deploys_three_units_and_shares_its_system_users(image: Path):
     with Model("pg") as model:
@@ -529,6 +534,7 @@ def test_the_real_charm_deploys_three_units_and_shares_its_system_users(image: P
             num_units=3,
             trust=True,
             images={layout.CONTAINER: image},
+            execs=CHOWN,
         )
         app = "postgresql-k8s"
         status = model.status()
@@ -560,7 +566,12 @@ def test_the_real_charm_deploys_three_units_and_shares_its_system_users(image: P
 @pytest.mark.usefixtures("no_patroni")
 def test_the_real_charm_asks_for_trust_until_it_is_given(image: Path):
     with Model("pg") as model:
-        model.deploy(charm.PostgresqlK8sCharm, charm_root=REPO, images={layout.CONTAINER: image})
+        model.deploy(
+            charm.PostgresqlK8sCharm,
+            charm_root=REPO,
+            images={layout.CONTAINER: image},
+            execs=CHOWN,
+        )
         unit = model.status().unit("postgresql-k8s/0")
         assert unit.workload_status == "blocked"
         assert "juju trust" in unit.message
