@@ -1,12 +1,11 @@
 # The project's commands. `make test` is what CI runs (.ci/run) and what the README gives.
-.PHONY: test unit integration coverage e2e lint deps
+.PHONY: test unit integration coverage e2e lint deps demo demo-keep bench
 
 UV ?= uv
 PYTEST = $(UV) run --frozen pytest
 
 deps:
-	bash tools/install-workload.sh
-	$(UV) sync --frozen
+	bash tools/bootstrap.sh
 
 lint:
 	$(UV) run --frozen ruff check src lib tests substrate tools
@@ -24,7 +23,19 @@ coverage:
 	$(UV) run --frozen coverage report --fail-under=85
 
 e2e:
-	$(PYTEST) tests/e2e -q
+	$(PYTEST) tests/e2e --cov --cov-append --cov-report= -q
+
+# The main job: a 3-unit postgresql-k8s on the local substrate (no Kubernetes), a row written and
+# read through the primary Service, a status table, then everything torn down.
+demo: deps
+	$(UV) run --frozen python -m substrate demo
+
+demo-keep: deps
+	$(UV) run --frozen python -m substrate demo --keep
+
+# Benchmarks: bootstrap, failover and switchover figures; the last line printed is one JSON object.
+bench: deps
+	$(UV) run --frozen python -m substrate bench
 
 # Every tier; pytest exits 5 when nothing is collected, which fails the build.
-test: lint unit integration coverage
+test: deps lint unit integration e2e coverage

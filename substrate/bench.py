@@ -32,12 +32,13 @@ def _settle(b: LocalBackend, units: int = UNITS) -> None:
 
 def _fault(w: writer.ContinuousWriter, act: Any) -> tuple[float, float | None]:
     """Run a fault, wait for writes to resume; (seconds to first ack after, outage)."""
+    start = time.monotonic()
     act()
-    start = time.monotonic()  # once the fault has landed: the gap around now is the outage
-    if not w.wait_for_ack_after(start, timeout=180):
+    landed = time.monotonic()
+    if not w.wait_for_ack_after(landed, timeout=180):
         raise backend.BackendError("writes did not resume within 180 s")
     # The outage is only known once the gap has closed, which it now has.
-    return time.monotonic() - start, w.report().outage_around(start)
+    return time.monotonic() - start, w.report().outage_during(start, landed)
 
 
 def run() -> dict[str, Any]:

@@ -129,6 +129,22 @@ class WriterReport:
             return None
         return self.ack_times[i] - self.ack_times[i - 1]
 
+    def outage_during(self, t0: float, t1: float) -> float | None:
+        """The longest gap between acks that overlaps [t0, t1] (monotonic times).
+
+        For a fault injected at t0 whose injection returned at t1 (a switchover that blocks until
+        the new primary is in place, a kill that takes a moment to land): from the last ack
+        before the outage to the first ack after it, wherever in the window the outage fell.
+        None when there is no ack before t0 or none after t1.
+        """
+        first = bisect.bisect_right(self.ack_times, t0)
+        last = bisect.bisect_right(self.ack_times, t1)
+        if first == 0 or last >= len(self.ack_times):
+            return None
+        # One gap more: a commit in flight when the fault landed can still be acked after t1.
+        end = min(last + 2, len(self.ack_times))
+        return max(self.ack_times[k] - self.ack_times[k - 1] for k in range(first, end))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (without the per-ack times)."""
         data = asdict(dataclasses.replace(self, ack_times=array("d")))

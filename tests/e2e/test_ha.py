@@ -85,18 +85,20 @@ def test_deploy_three_units(juju: LocalBackend):
 def test_sigkill_primary_under_writes(juju: LocalBackend):
     old = primary(juju)
     w = start_writer(juju, "sigkill_writes")
+    start = time.monotonic()
     juju.kill(old, "patroni", backend.Signal.SIGKILL)
     juju.kill(old, "postgres", backend.Signal.SIGKILL)
-    fault = time.monotonic()  # once the processes are dead: the gap around now is the outage
+    fault = time.monotonic()
     assert w.wait_for_ack_after(fault, timeout=90), "no write acknowledged after the kill"
     report = finish_writer(juju, w)
-    print(f"SIGKILL of {old}: write outage {report.outage_around(fault)} s")
+    print(f"SIGKILL of {old}: write outage {report.outage_during(start, fault)} s")
     healthy(juju)
 
 
 def test_pod_loss_under_writes(juju: LocalBackend):
     old = primary(juju)
     w = start_writer(juju, "pod_loss_writes")
+    start = time.monotonic()
     juju.delete_pod(old, recreate=False, force=True)
     fault = time.monotonic()
     assert w.wait_for_ack_after(fault, timeout=120), "no write acknowledged after the pod loss"
@@ -105,7 +107,9 @@ def test_pod_loss_under_writes(juju: LocalBackend):
     juju.recreate_pod(old)
     healthy(juju)
     report = finish_writer(juju, w)
-    print(f"pod loss of {old}: write outage {report.outage_around(fault)} s, new primary {new}")
+    print(
+        f"pod loss of {old}: write outage {report.outage_during(start, fault)} s, new primary {new}"
+    )
     member = cluster(juju).member(layout.member_name(old))
     assert member is not None and not member.is_leader and member.state == "streaming"
 
@@ -114,6 +118,7 @@ def test_partition_of_primary(juju: LocalBackend):
     old = primary(juju)
     old_member = layout.member_name(old)
     w = start_writer(juju, "partition_writes")
+    start = time.monotonic()
     juju.disconnect(old)
     fault = time.monotonic()
     try:
@@ -140,7 +145,7 @@ def test_partition_of_primary(juju: LocalBackend):
         juju.reconnect(old)
     healthy(juju)
     report = finish_writer(juju, w)
-    print(f"partition of {old}: write outage {report.outage_around(fault)} s")
+    print(f"partition of {old}: write outage {report.outage_during(start, fault)} s")
     member = cluster(juju).member(old_member)
     assert member is not None and not member.is_leader
     assert with_demote
@@ -161,11 +166,12 @@ def _eventually(probe: object, timeout: float) -> bool:
 def test_promote_to_primary_on_sync_standby(juju: LocalBackend):
     standby = next(u.name for u in juju.status().app_units(APP) if u.message == "sync standby")
     w = start_writer(juju, "switchover_writes")
-    fault = time.monotonic()
+    start = time.monotonic()
     juju.run_action(standby, "promote-to-primary", {"scope": "unit"})
+    done = time.monotonic()
     assert primary(juju) == standby
     report = finish_writer(juju, w)
-    print(f"switchover to {standby}: write outage {report.outage_around(fault)} s")
+    print(f"switchover to {standby}: write outage {report.outage_during(start, done)} s")
     healthy(juju)
 
 
