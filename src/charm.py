@@ -18,6 +18,9 @@ from workload import layout, patroni
 
 logger = logging.getLogger(__name__)
 
+# How long a departing primary waits for a staying member to become a synchronous standby.
+HANDOVER_TIMEOUT = 25.0  # within Kubernetes' 30 s grace period; Patroni decides in a loop (10 s)
+
 
 class PostgresqlK8sCharm(ops.CharmBase):
     """PostgreSQL in high availability, run by Patroni in the `postgresql` container."""
@@ -165,24 +168,39 @@ class PostgresqlK8sCharm(ops.CharmBase):
         return self.cluster_status is not None and self.cluster_status.leader is not None
 
     def _on_stop(self, _: ops.StopEvent) -> None:
-        """A departing primary hands over to a synchronous standby before its pod goes.
+        """A departing primary hands over to a synchronous standby that stays, before it goes.
 
         On scale-down Kubernetes removes the highest ordinals, so a standby numbered at or
-        above the new scale is leaving too and is not a candidate.
+        above the new scale is leaving too and is not a candidate. Right after a switchover
+        Patroni may not have made any staying member synchronous yet: wait (bounded) for one,
+        since only a synchronous standby may take over without losing acknowledged writes.
         """
         status = self.cluster_status
         if status is None or status.leader is None or status.leader.name != self.state.member:
             return
         staying = self.state.planned_units
-        candidates = [
-            m
-            for m in status.sync_standbys
-            if m.is_healthy and int(m.name.rsplit("-", 1)[1]) < staying
-        ]
-        if not candidates:
-            return
+
+        def candidate(s: patroni.ClusterStatus) -> patroni.Member | None:
+            return next(
+                (
+                    m
+                    for m in s.sync_standbys
+                    if m.is_healthy and int(m.name.rsplit("-", 1)[1]) < staying
+                ),
+                None,
+            )
+
+        if not any(
+            int(m.name.rsplit("-", 1)[1]) < staying for m in status.members if not m.is_leader
+        ):
+            return  # nobody stays to take over (scale to one, or to zero)
         try:
-            self.patroni_client().switchover(self.state.member, candidates[0].name)
+            status = self.patroni_client().wait_for(
+                lambda s: candidate(s) is not None, timeout=HANDOVER_TIMEOUT
+            )
+            chosen = candidate(status)
+            assert chosen is not None
+            self.patroni_client().switchover(self.state.member, chosen.name)
         except patroni.PatroniError as e:
             logger.warning("switchover before stop failed: %s", e)
 

@@ -29,6 +29,8 @@ class FakePatroni:
     reachable: bool = True
     calls: list[tuple[str, str, Any]] = dataclasses.field(default_factory=list)
     refuse_switchover: bool = False
+    # Called on every GET /cluster, to let a test change the cluster as time passes.
+    on_cluster: Any = None
 
     def add_member(self, name: str, role: str, state: str | None = None, **extra: Any) -> None:
         index = int(name.rsplit("-", 1)[1])
@@ -66,6 +68,8 @@ class FakePatroni:
         return response
 
     def _get_cluster(self, url: str, body: Any) -> tuple[int, Any]:
+        if self.on_cluster is not None:
+            self.on_cluster(self)
         return 200, {"members": self.members, "scope": APP}
 
     def _get_config(self, url: str, body: Any) -> tuple[int, Any]:

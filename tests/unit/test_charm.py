@@ -1,4 +1,4 @@
-"""State-transition tests of the charm's reconcile and status (ops.testing, no Harness)."""
+"""State-transition tests of the charm's reconcile and status, with ops.testing."""
 
 from __future__ import annotations
 
@@ -451,3 +451,44 @@ def test_stop_on_scale_down_hands_over_to_a_staying_standby(
         "/switchover",
         {"leader": f"{APP}-2", "candidate": f"{APP}-0"},
     ) in patroni.calls
+
+
+def test_departing_primary_waits_for_a_staying_member_to_become_synchronous(
+    image: dict[str, testing.Mount], patroni: FakePatroni, database: Any, kube: Any
+):
+    # Right after a switchover only a departing member (1) is synchronous; Patroni makes the
+    # staying one (0) synchronous a loop later: the primary waits for it rather than leave.
+    healthy_cluster(patroni, leader=2, sync=1)
+    calls = {"n": 0}
+
+    def later(p: FakePatroni) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            p.member(f"{APP}-0")["role"] = "sync_standby"
+
+    patroni.on_cluster = later
+    unit2 = testing.Context(charm.PostgresqlK8sCharm, unit_id=2)
+    state = deployed(image, leader=False)
+    relation = dataclass_replace(next(iter(state.relations)), peers_data={0: {}, 1: {}})
+    unit2.run(unit2.on.stop(), dataclass_replace(state, relations=[relation], planned_units=1))
+    assert (
+        "POST",
+        "/switchover",
+        {"leader": f"{APP}-2", "candidate": f"{APP}-0"},
+    ) in patroni.calls
+
+
+def test_departing_primary_gives_up_when_no_staying_member_becomes_synchronous(
+    image: dict[str, testing.Mount],
+    patroni: FakePatroni,
+    database: Any,
+    kube: Any,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(charm, "HANDOVER_TIMEOUT", 0.05)
+    healthy_cluster(patroni, leader=2, sync=1)
+    unit2 = testing.Context(charm.PostgresqlK8sCharm, unit_id=2)
+    state = deployed(image, leader=False)
+    relation = dataclass_replace(next(iter(state.relations)), peers_data={0: {}, 1: {}})
+    unit2.run(unit2.on.stop(), dataclass_replace(state, relations=[relation], planned_units=1))
+    assert not [c for c in patroni.calls if c[1] == "/switchover"]
