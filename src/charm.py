@@ -175,6 +175,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         Patroni may not have made any staying member synchronous yet: wait (bounded) for one,
         since only a synchronous standby may take over without losing acknowledged writes.
         """
+        self.reconcile()  # a departing member tags itself nosync/nofailover first
         status = self.cluster_status
         if status is None or status.leader is None or status.leader.name != self.state.member:
             return

@@ -123,6 +123,8 @@ def patroni_settings(
         parameters=config.postgresql_parameters(state.config, memory_bytes),
         synchronous_node_count=config.synchronous_node_count(state.config, state.planned_units),
         synchronous_mode_strict=state.config.synchronous_mode_strict,
+        # Kubernetes scales down by removing the highest ordinals.
+        departing=int(state.unit_name.rsplit("/", 1)[1]) >= state.planned_units,
     )
 
 

@@ -98,6 +98,9 @@ class PatroniSettings:
     synchronous_mode_strict: bool
     client_rules: Sequence[HbaRule] = ()
     tls: TlsPaths | None = None
+    # A member whose unit is being removed: never a synchronous standby nor a failover target,
+    # so that the cluster's synchronous set moves to members that stay before it leaves.
+    departing: bool = False
 
 
 def hba_rules(client_rules: Sequence[HbaRule], tls: bool) -> list[str]:
@@ -225,7 +228,12 @@ def render(settings: PatroniSettings) -> dict[str, Any]:
             "remove_data_directory_on_diverged_timelines": True,
         },
         "watchdog": {"mode": "off"},
-        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+        "tags": {
+            "nofailover": settings.departing,
+            "noloadbalance": False,
+            "clonefrom": False,
+            "nosync": settings.departing,
+        },
     }
     if settings.tls:
         config["ctl"] = {

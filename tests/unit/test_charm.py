@@ -394,7 +394,7 @@ def test_stop_as_replica_does_nothing(
 ):
     healthy_cluster(patroni, leader=1, sync=0)
     ctx.run(ctx.on.stop(), deployed(image))
-    assert not patroni.writes()
+    assert not [c for c in patroni.calls if c[1] == "/switchover"]
 
 
 def test_shared_buffers_beyond_container_memory_blocks(
@@ -492,3 +492,17 @@ def test_departing_primary_gives_up_when_no_staying_member_becomes_synchronous(
     relation = dataclass_replace(next(iter(state.relations)), peers_data={0: {}, 1: {}})
     unit2.run(unit2.on.stop(), dataclass_replace(state, relations=[relation], planned_units=1))
     assert not [c for c in patroni.calls if c[1] == "/switchover"]
+
+
+def test_departing_member_tags_itself_out_of_the_synchronous_set(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni, leader=1, sync=2)
+    out = ctx.run(ctx.on.config_changed(), deployed(image, leader=False))
+    assert patroni_yml(ctx, out)["tags"]["nosync"] is False
+    # Scaled to zero... of this unit's ordinal: unit 0 stays only while planned_units > 0.
+    leaving = dataclass_replace(out, planned_units=0)
+    out = ctx.run(ctx.on.config_changed(), leaving)
+    tags = patroni_yml(ctx, out)["tags"]
+    assert tags["nosync"] is True
+    assert tags["nofailover"] is True
