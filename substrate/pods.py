@@ -21,6 +21,7 @@ import posixpath
 import pwd
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -154,6 +155,17 @@ class Pod:
         self._bind(self.dir / "run", "/run")
         self._bind(self.dir / "bin", "/usr/local/bin")
         self._bind(self.hosts_file, "/etc/hosts")
+        # The pod's own /tmp, /run... hide the host's; code the substrate runs in pods (this
+        # checkout and its virtualenv) must stay visible wherever it lives, /tmp included.
+        hidden = ("/tmp", "/run", "/usr/local/bin", home)  # noqa: S108
+        kept: list[str] = []
+        for path in sorted(_host_paths_for_pods()):
+            if any(path == k or path.startswith(k + "/") for k in kept):
+                continue  # already visible through a directory above it
+            if any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden):
+                kept.append(path)
+                self.host_path(path).mkdir(parents=True, exist_ok=True)
+                self._bind(Path(f"/proc/{os.getpid()}/root{path}"), path)
 
     def _bind(self, source: Path, target: str) -> None:
         netns.run(
@@ -332,6 +344,12 @@ class Pod:
     def delete(self, destroy_storage: bool = False) -> None:
         """Delete the pod; its storage survives unless `destroy_storage`."""
         self.substrate.delete_pod(self.name, destroy_storage=destroy_storage)
+
+
+def _host_paths_for_pods() -> set[str]:
+    """Host directories pod processes run code from: this checkout and the Python environment."""
+    repo = Path(__file__).resolve().parent.parent
+    return {str(repo), sys.prefix, sys.base_prefix}
 
 
 def _set_owner_mode(path: Path, mode: int, owner: str | None, group: str | None) -> None:

@@ -410,8 +410,8 @@ class ServiceRouter:
             self.sync_hosts()
 
     def remove_hosts(self, pod: pods.Pod) -> None:
-        """Call before deleting `pod`: drop the Services' names from its hosts file."""
-        _write_hosts_block(pod.hosts_file, [])
+        """Call before deleting `pod` (the Substrate rewrites the others' hosts files)."""
+        del pod
 
     # HAProxy.
 
@@ -504,9 +504,8 @@ class ServiceRouter:
                 for service in self._services.values():
                     self._del_address(service.address)
                 self._services.clear()
-                for pod in self.substrate.pods:
-                    with contextlib.suppress(OSError):
-                        _write_hosts_block(pod.hosts_file, [])
+                with contextlib.suppress(OSError):
+                    self.substrate.set_extra_hosts({})
             finally:
                 with contextlib.suppress(OSError):
                     self._api.path.unlink(missing_ok=True)

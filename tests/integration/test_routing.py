@@ -274,7 +274,8 @@ def test_primary_service_refuses_to_choose_between_two_claimants(
     assert ask(patroni_cluster, router.address(primary)) == (leader, False)
     # The substrate rewrote every pod's /etc/hosts; set_service put the Services back.
     for member in patroni_cluster.members.values():
-        assert routing.HOSTS_MARKER in member.pod.hosts_file.read_text()
+        text = member.pod.hosts_file.read_text()
+        assert all(f"{ip}\t{name}" in text for name, ip in router.hosts_entries().items())
 
 
 def test_switchover_moves_the_primary_service_within_seconds(
@@ -345,6 +346,6 @@ def test_teardown_removes_addresses_names_and_haproxy_and_is_idempotent(
     assert not netns.is_running(pid)
     assert not any(f"{a}/32" in bridge_addresses(substrate) for a in addresses)
     for member in patroni_cluster.members.values():
-        assert routing.HOSTS_MARKER not in member.pod.hosts_file.read_text()
+        assert not any(a in member.pod.hosts_file.read_text() for a in addresses)
     with pytest.raises(routing.RoutingError):
         router.set_service(primary_service(patroni_cluster), [], "primary")
