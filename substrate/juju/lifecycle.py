@@ -39,8 +39,14 @@ def elect(world: World, app: Application) -> Unit | None:
 
 
 def _new_unit(world: World, app: Application, address_factory: AddressFactory) -> Unit:
-    number = app.next_number
-    app.next_number += 1
+    if app.metadata.containers:
+        # A Kubernetes (sidecar) unit is its StatefulSet pod: its number is the pod's ordinal,
+        # the lowest one free, since scaling down removes the highest.
+        used = {u.number for u in app.units.values()}
+        number = next(n for n in range(len(used) + 1) if n not in used)
+    else:
+        number = app.next_number
+        app.next_number += 1
     name = f"{app.name}/{number}"
     tag = name.replace("/", "-")
     storage: dict[str, StorageRecord] = {}

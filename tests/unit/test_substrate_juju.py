@@ -83,11 +83,15 @@ def test_deploy_runs_jujus_setup_sequence_and_elects_the_lowest_unit(model: Mode
     assert not model.failures
 
 
-def test_unit_numbers_grow_and_are_never_reused(model: Model):
-    deploy(model, units=2)
-    model.remove_unit("probe/1")
+def test_unit_numbers_are_pod_ordinals(model: Model):
+    # The probe has a container: a Kubernetes sidecar unit is its StatefulSet pod, numbered by
+    # ordinal; scaling down frees the highest and the next unit takes the lowest free one.
+    deploy(model, units=3)
+    model.remove_unit("probe/2")
     assert model.add_unit("probe") == ["probe/2"]
-    assert model.units("probe") == ["probe/0", "probe/2"]
+    model.remove_unit("probe/0")
+    assert model.add_unit("probe") == ["probe/0"]
+    assert model.units("probe") == ["probe/0", "probe/1", "probe/2"]
 
 
 def test_a_new_unit_joins_every_existing_peer(model: Model):
