@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pwd
 import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from substrate.patroni_cluster import PatroniCluster
+from tests.integration import polling
 from workload import layout, patroni
 
 pytestmark = pytest.mark.integration
@@ -29,17 +29,8 @@ WRONG_PASSWORD = secrets.token_urlsafe(24)
 
 
 def eventually(probe: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
-    """The first truthy result of probe(), polled; database errors count as not yet."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if result := probe():
-                return result
-        except psycopg.Error:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout}s: {what}")
-        time.sleep(0.25)
+    """The first truthy result of probe(), polled every 0.25 s (see polling.eventually)."""
+    return polling.eventually(probe, timeout, what, interval=0.25)
 
 
 def query_one(

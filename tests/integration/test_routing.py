@@ -19,6 +19,7 @@ import pytest
 
 from substrate import netns, pods, routing
 from substrate.patroni_cluster import PatroniCluster
+from tests.integration import polling
 from workload import layout
 
 pytestmark = pytest.mark.integration
@@ -57,17 +58,8 @@ def replicas_service(cluster: PatroniCluster) -> str:
 
 
 def eventually(probe: Callable[[], T], timeout: float = 15.0, what: str = "") -> T:
-    """The first truthy result of probe(), polled; database errors count as not yet."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if result := probe():
-                return result
-        except psycopg.Error:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
+    """The first truthy result of probe(), polled every 0.1 s (see polling.eventually)."""
+    return polling.eventually(probe, timeout, what, interval=0.1)
 
 
 def connect(cluster: PatroniCluster, address: str, timeout: int = 3) -> Connection:
