@@ -8,12 +8,16 @@ import logging
 
 import ops
 
+import client_policy
+import clients
 import cluster
 import config
 import k8s
+import presentation
 import state as snapshot
 import system_users
 from charms.postgresql_k8s.v0 import postgresql as pglib
+from relations import database
 from workload import layout, patroni
 
 logger = logging.getLogger(__name__)
@@ -31,14 +35,15 @@ class PostgresqlK8sCharm(ops.CharmBase):
         self.workload = cluster.Workload(self.container)
         self.kubernetes = k8s.Kubernetes(self.app.name, self.model.name)
         on = self.on
-        peers = on[snapshot.PEER]
+        peers, db = on[snapshot.PEER], on[database.RELATION]
         for event in (
             on.install, on.start, on.config_changed, on.upgrade_charm, on.update_status,
             on.leader_elected, on.secret_changed, on.pgdata_storage_attached,
             on.postgresql_pebble_ready, on.postgresql_pebble_custom_notice,
             on.postgresql_pebble_check_failed, on.postgresql_pebble_check_recovered,
             peers.relation_created, peers.relation_joined, peers.relation_changed,
-            peers.relation_departed,
+            peers.relation_departed, db.relation_created, db.relation_changed,
+            db.relation_departed, db.relation_broken,
         ):  # fmt: skip
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -120,11 +125,18 @@ class PostgresqlK8sCharm(ops.CharmBase):
         """Bring this unit, and from the leader the cluster, to the goal; safe to run any time."""
         if self.state.is_leader:
             self._reconcile_secret()
+        settings = self._reconcile_unit()
+        if settings is not None and self.state.is_leader and self._reconcile_cluster(settings):
+            self._forget()  # the leader changed the client rules: render them here at once
+            self._reconcile_unit()
+
+    def _reconcile_unit(self) -> patroni.PatroniSettings | None:
+        """This unit's files, Pebble plan and acknowledgement of the client rules."""
         st = self.state
         if st.config is None or st.passwords is None or st.pod_ip is None:
-            return
+            return None
         if not self.container.can_connect() or self.config_error or self.missing_permissions:
-            return
+            return None
         try:
             self.kubernetes.label_pod(st.member)
             if st.is_leader:
@@ -134,11 +146,13 @@ class PostgresqlK8sCharm(ops.CharmBase):
             )
         except (k8s.KubernetesError, cluster.WorkloadNotReadyError) as e:
             logger.warning("cannot configure the workload yet: %s", e)
-            return
+            return None
         changed = cluster.reconcile_files(self.workload, settings)
         cluster.reconcile_layer(self.workload, st, changed, metrics=self._monitoring_ready())
-        if st.is_leader:
-            self._reconcile_cluster(settings)
+        digest = client_policy.rules_digest(st.peer_data.client_rules)
+        if st.peers is not None and st.peer_unit_data.get(clients.UNIT_DIGEST_KEY) != digest:
+            st.peers.data[self.unit][clients.UNIT_DIGEST_KEY] = digest
+        return settings
 
     def _reconcile_secret(self) -> None:
         """Leader: create the system users' secret once and publish its id to the peers."""
@@ -150,18 +164,50 @@ class PostgresqlK8sCharm(ops.CharmBase):
         st.peers.save(data, self.app)
         self._forget()  # re-read with the new secret
 
-    def _reconcile_cluster(self, settings: patroni.PatroniSettings) -> None:
-        """Leader: cluster-wide config, system roles, then pending restarts."""
+    def _reconcile_cluster(self, settings: patroni.PatroniSettings) -> bool:
+        """Leader: cluster-wide config, system roles, restarts, databases; True if rules changed."""
         if self.cluster_status is None or self.cluster_status.leader is None:
-            return
+            return False
         try:
             cluster.reconcile_dynamic_config(self.patroni_client(), settings)
             db = self.primary_db()
             if db is not None and self.state.passwords is not None:
                 cluster.reconcile_system_roles(db, self.state.passwords)
             cluster.rolling_restart(self.patroni_client())
+            if db is not None:
+                return self._reconcile_databases(db)
         except (patroni.PatroniError, pglib.PostgreSQLError) as e:
             logger.warning("cluster reconcile incomplete, retried on the next event: %s", e)
+        return False
+
+    def _reconcile_databases(self, db: pglib.PostgreSQL) -> bool:
+        """Leader: extensions from config, then client relations; True if the rules changed."""
+        st, status = self.state, self.cluster_status
+        assert st.config is not None and st.peers is not None and status is not None
+        enabled = config.enabled_extensions(st.config)
+        applied, error = cluster.reconcile_extensions(
+            db, enabled, frozenset(st.peer_data.extensions_applied)
+        )
+        outcome = clients.reconcile(
+            self.model,
+            st,
+            clients.Cluster(db, status, db.get_server_version()),
+            applied & enabled,
+            st.config.superuser_apps,
+            departing=st.departing or st.planned_units == 0,
+        )
+        data = st.peer_data.model_copy(
+            update={
+                "extensions_applied": sorted(applied),
+                "extensions_error": error,
+                "client_rules": outcome.rules,
+                "client_admitted": outcome.admitted,
+                "client_problems": outcome.problems,
+            }
+        )
+        if data != st.peer_data:
+            st.peers.save(data, self.app)
+        return data.client_rules != st.peer_data.client_rules
 
     def _monitoring_ready(self) -> bool:
         """The exporter starts once its user exists, i.e. once the cluster has a primary."""
@@ -228,18 +274,22 @@ class PostgresqlK8sCharm(ops.CharmBase):
         member = self.cluster_status.member(st.member) if self.cluster_status else None
         if member is None:
             return [ops.MaintenanceStatus("starting PostgreSQL")]
-        return [member_status(member)]
+        return [presentation.member_status(member)]
 
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
-        status = self.cluster_status
+        status, data = self.cluster_status, self.state.peer_data
         if status is not None and status.leader is None:
             event.add_status(ops.WaitingStatus("no primary: Patroni is electing one"))
+        if data.extensions_error:
+            event.add_status(ops.BlockedStatus(data.extensions_error))
+        for relation_id, problem in sorted(data.client_problems.items()):
+            event.add_status(ops.BlockedStatus(f"database relation {relation_id}: {problem}"))
         event.add_status(ops.ActiveStatus())
 
     # -- actions -----------------------------------------------------------------------------
 
     def _on_get_password(self, event: ops.ActionEvent) -> None:
-        user = _system_user(event)
+        user = presentation.system_user(event)
         if user is None:
             return
         if self.state.passwords is None:
@@ -248,7 +298,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         event.set_results({"password": self.state.passwords[user]})
 
     def _on_set_password(self, event: ops.ActionEvent) -> None:
-        user = _system_user(event)
+        user = presentation.system_user(event)
         if user is None:
             return
         if not self.state.is_leader:
@@ -294,7 +344,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         if leader is None:
             event.fail("no primary: the cluster has no leader or Patroni is not reachable")
             return
-        event.set_results({"primary": unit_name(leader.name)})
+        event.set_results({"primary": presentation.unit_name(leader.name)})
 
     def _on_promote_to_primary(self, event: ops.ActionEvent) -> None:
         status, me = self.cluster_status, self.state.member
@@ -316,33 +366,6 @@ class PostgresqlK8sCharm(ops.CharmBase):
             event.fail(f"switchover refused: {e}")
             return
         event.set_results({"primary": self.unit.name})
-
-
-def _system_user(event: ops.ActionEvent) -> layout.SystemUser | None:
-    name = str(event.params.get("username", layout.SystemUser.OPERATOR.value))
-    try:
-        return layout.SystemUser(name)
-    except ValueError:
-        names = ", ".join(u.value for u in layout.SystemUser)
-        event.fail(f"unknown username {name!r}: use one of {names}")
-        return None
-
-
-def unit_name(member: str) -> str:
-    """The Juju unit name of a Patroni member: `app-0` -> `app/0`."""
-    app, _, number = member.rpartition("-")
-    return f"{app}/{number}"
-
-
-def member_status(member: patroni.Member) -> ops.StatusBase:
-    """A unit's status from its Patroni member: active with its role, else why not."""
-    suffix = ", restart pending" if member.pending_restart else ""
-    if member.is_leader and member.state == "running":
-        return ops.ActiveStatus(f"primary{suffix}")
-    if member.state == "streaming":
-        role = "sync standby" if member.is_sync_standby else "replica"
-        return ops.ActiveStatus(f"{role}{suffix}")
-    return ops.WaitingStatus(f"PostgreSQL {member.state.replace('_', ' ')}")
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -9,6 +9,7 @@ from typing import Any, cast
 import ops
 
 import config
+import config_options
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from state import State
 from workload import layout, patroni, pebble, system
@@ -124,7 +125,12 @@ def patroni_settings(
         synchronous_node_count=config.synchronous_node_count(state.config, state.planned_units),
         synchronous_mode_strict=state.config.synchronous_mode_strict,
         # Kubernetes scales down by removing the highest ordinals.
-        departing=int(state.unit_name.rsplit("/", 1)[1]) >= state.planned_units,
+        departing=state.departing,
+        # Names were validated by the leader; quoting keeps pg_hba keywords (all, replication,
+        # sameuser, ...) from taking their special meaning.
+        client_rules=tuple(
+            patroni.HbaRule(f'"{db}"', f'"{user}"') for db, user in state.peer_data.client_rules
+        ),
     )
 
 
@@ -195,6 +201,28 @@ def reconcile_system_roles(db: pglib.PostgreSQL, passwords: dict[layout.SystemUs
             db.create_user(user.value, password, in_roles=in_roles)
         elif not db.password_matches(user.value, password):
             db.alter_user_password(user.value, password)
+
+
+def reconcile_extensions(
+    db: pglib.PostgreSQL, enabled: frozenset[str], applied: frozenset[str]
+) -> tuple[frozenset[str], str]:
+    """Create enabled extensions in every database (template1 too) and drop disabled ones.
+
+    Only extensions the charm enabled are ever dropped, never with CASCADE: one with dependent
+    objects stays, and the error names the option. Returns what is now applied and the error.
+    """
+    if enabled == applied:
+        return applied, ""
+    wanted = dict.fromkeys(enabled, True) | dict.fromkeys(applied - enabled, False)
+    try:
+        db.enable_extensions(wanted)
+    except pglib.PostgreSQLExtensionInUseError as e:
+        options = ", ".join(config_options.extension_option(n) for n in sorted(applied - enabled))
+        return applied, f"cannot disable {options}: objects depend on it ({e})"
+    except pglib.PostgreSQLExtensionError as e:
+        options = ", ".join(config_options.extension_option(n) for n in sorted(enabled - applied))
+        return applied, f"cannot enable {options}: {e}"
+    return enabled, ""
 
 
 def rolling_restart(

@@ -151,6 +151,14 @@ class CharmConfig(_GeneratedOptions):
     synchronous_mode_strict: pydantic.StrictBool = pydantic.Field(
         True, alias="synchronous-mode-strict"
     )
+    superuser_clients: Annotated[
+        str, pydantic.StringConstraints(pattern=r"^([a-z0-9-]+(,[a-z0-9-]+)*)?$")
+    ] = pydantic.Field("pgbouncer,pgbouncer-k8s", alias="superuser-clients")
+
+    @property
+    def superuser_apps(self) -> frozenset[str]:
+        """Applications whose client relation may request SUPERUSER."""
+        return frozenset(a for a in self.superuser_clients.split(",") if a)
 
     @pydantic.field_validator("profile_limit_memory")
     @classmethod

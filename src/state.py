@@ -26,6 +26,15 @@ class PeerAppData(pydantic.BaseModel):
     # Bumped by the leader when it rotates a password, so every unit re-reads the secret
     # (units of the owning application get no secret-changed event).
     users_revision: int = pydantic.Field(default=0, alias="users-revision")
+    # Client access the leader granted: (database, user) pairs every unit writes into pg_hba,
+    # the users every running member was seen to admit (only those are published), and why
+    # requests could not be served, by relation id.
+    client_rules: list[tuple[str, str]] = pydantic.Field(default=[], alias="client-rules")
+    client_admitted: list[str] = pydantic.Field(default=[], alias="client-admitted")
+    client_problems: dict[str, str] = pydantic.Field(default={}, alias="client-problems")
+    # Extensions the leader enabled in every database, and why the last change failed.
+    extensions_applied: list[str] = pydantic.Field(default=[], alias="extensions-applied")
+    extensions_error: str = pydantic.Field(default="", alias="extensions-error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +52,12 @@ class State:
     peers: ops.Relation | None
     peer_data: PeerAppData
     passwords: dict[layout.SystemUser, str] | None
+    peer_unit_data: dict[str, str] = dataclasses.field(default_factory=dict[str, str])
+
+    @property
+    def departing(self) -> bool:
+        """Whether this unit is being removed (Kubernetes removes the highest ordinals)."""
+        return int(self.unit_name.rsplit("/", 1)[1]) >= self.planned_units
 
     @property
     def member(self) -> str:
@@ -99,4 +114,5 @@ def collect(charm: ops.CharmBase) -> State:
         peers=peers,
         peer_data=peer_data,
         passwords=system_users.read(model, peer_data.system_users_secret),
+        peer_unit_data=dict(peers.data[model.unit]) if peers is not None else {},
     )

@@ -127,9 +127,10 @@ class FakeDatabase:
         self._check()
         return user in self.passwords
 
-    def create_user(self, user: str, password: str | None = None, **_: Any) -> None:
+    def create_user(self, user: str, password: str | None = None, **attrs: Any) -> None:
         self._check()
         self.passwords[user] = password or ""
+        self.attributes[user] = attrs
 
     def alter_user_password(self, user: str, password: str) -> None:
         self._check()
@@ -138,6 +139,40 @@ class FakeDatabase:
     def password_matches(self, user: str, password: str) -> bool:
         self._check()
         return self.passwords.get(user) == password
+
+    # What client relations and extensions need.
+
+    databases: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> owner
+    attributes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    extensions: set[str] = dataclasses.field(default_factory=set)
+    in_use: set[str] = dataclasses.field(default_factory=set)  # extensions with dependents
+    dropped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    version: str = "16.4"
+
+    def list_users(self) -> list[str]:
+        self._check()
+        return sorted(self.passwords)
+
+    def create_database(self, database: str, owner: str, **_: Any) -> None:
+        self._check()
+        if self.databases.setdefault(database, owner) != owner:
+            raise pglib.PostgreSQLCreateDatabaseError(f"{database} exists with another owner")
+
+    def drop_user(self, user: str, *, reassign_owned_to: str) -> None:
+        self._check()
+        if self.passwords.pop(user, None) is not None:
+            self.dropped.append((user, reassign_owned_to))
+
+    def enable_extensions(self, extensions: dict[str, bool], databases: Any = None) -> None:
+        self._check()
+        if any(not on and name in self.in_use for name, on in extensions.items()):
+            raise pglib.PostgreSQLExtensionInUseError("extension is in use")
+        self.extensions |= {name for name, on in extensions.items() if on}
+        self.extensions -= {name for name, on in extensions.items() if not on}
+
+    def get_server_version(self) -> str:
+        self._check()
+        return self.version
 
 
 @dataclasses.dataclass

@@ -485,7 +485,22 @@ def test_option_names() -> None:
         "profile-limit-memory",
         "synchronous-node-count",
         "synchronous-mode-strict",
+        "superuser-clients",
     } <= names
     assert set(config_options.PARAMETER_OPTIONS) <= names
     assert set(config_options.EXTENSION_OPTIONS) <= names
-    assert len(names) == 4 + len(config_options.PARAMETER_OPTIONS) + len(config_options.EXTENSIONS)
+    assert len(names) == 5 + len(config_options.PARAMETER_OPTIONS) + len(config_options.EXTENSIONS)
+
+
+@pytest.mark.parametrize(
+    ("value", "apps"),
+    [("", set()), ("pgbouncer", {"pgbouncer"}), ("a-1,b", {"a-1", "b"})],
+)
+def test_superuser_clients(value: str, apps: set[str]) -> None:
+    assert config.load_config({"superuser-clients": value}).superuser_apps == apps
+
+
+@pytest.mark.parametrize("value", ["a,,b", "A", "a b", ",a", "a;b", "a,"])
+def test_superuser_clients_rejects_junk(value: str) -> None:
+    with pytest.raises(config.InvalidConfigError, match="superuser-clients"):
+        config.load_config({"superuser-clients": value})

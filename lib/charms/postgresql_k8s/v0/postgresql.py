@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # psycopg < 3.3 has no such name at run time
 
 LIBID = "2e0d189c57bd4e2eb0f60de99545b110"
 LIBAPI = 0
-LIBPATCH = 1
+LIBPATCH = 2
 PYDEPS = ["psycopg[binary]>=3.2"]
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -462,7 +462,7 @@ class PostgreSQL:
         return bool(rows) and verifier_matches(rows[0][0], password)
 
     def drop_user(self, user: str, *, reassign_owned_to: str) -> None:
-        """Give ``user``'s objects to ``reassign_owned_to``, revoke its privileges, drop it.
+        """Close ``user``'s sessions, give its objects to ``reassign_owned_to``, drop it.
 
         Ownership is reassigned and privileges dropped in every database where the user has
         any, so its data stays. Does nothing if the user does not exist.
@@ -475,6 +475,10 @@ class PostgreSQL:
         with _translate(PostgreSQLDropUserError, action), self.connect() as conn:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone():
                 return
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (user,),
+            )
             rows = conn.execute(
                 "SELECT DISTINCT d.datname FROM pg_shdepend s"
                 " JOIN pg_database d ON d.oid = s.dbid"

@@ -1,0 +1,485 @@
+"""pgBackRest's configuration file, command lines, `info` output and errors, as pure functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import ipaddress
+import posixpath
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+from cryptography import x509
+
+from workload import layout
+
+BackupType = Literal["full", "diff", "incr"]
+UriStyle = Literal["path", "host"]
+
+CONF_FILE = posixpath.join(layout.CONF_DIR, "pgbackrest.conf")
+DEFAULT_REGION = (
+    "us-east-1"  # what AWS signs with when no region is given; MinIO and Ceph accept it
+)
+HTTPS_PORT = 443
+
+# pgBackRest's names of things, so that the charm and the tests spell them once.
+SETTING_BUCKET = "bucket"
+SETTING_ENDPOINT = "endpoint"
+SETTING_REGION = "region"
+SETTING_PATH = "path"
+SETTING_URI_STYLE = "s3-uri-style"
+SETTING_ACCESS_KEY = "access-key"
+SETTING_SECRET_KEY = "secret-key"
+SETTING_CA_CHAIN = "tls-ca-chain"
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_KEY = re.compile(r"^[\x21-\x7e]+$")  # printable, no spaces: the INI file has no quoting
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+# --- S3 settings --------------------------------------------------------------------------------
+
+
+class InvalidS3SettingsError(ValueError):
+    """Raised when a value from the s3 interface cannot configure pgBackRest.
+
+    Attributes:
+        setting: the s3 interface's name of the offending field (e.g. `s3-uri-style`).
+        message: why it was refused, for the user.
+    """
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Settings:
+    """Where and how pgBackRest stores the repository (the s3 interface's fields)."""
+
+    bucket: str
+    endpoint: str
+    access_key: str = dataclasses.field(repr=False)
+    secret_key: str = dataclasses.field(repr=False)
+    region: str = DEFAULT_REGION
+    path: str = "/"  # the repository's path inside the bucket
+    uri_style: UriStyle = "host"
+    ca_chain: str | None = None  # PEM; None: the system's CAs
+    tls_verify: bool = True
+
+    @property
+    def host(self) -> str:
+        """The endpoint's host, which pgBackRest wants without scheme or port."""
+        return _split_endpoint(self.endpoint)[0]
+
+    @property
+    def port(self) -> int:
+        """The endpoint's port (443 unless given)."""
+        return _split_endpoint(self.endpoint)[1]
+
+    @property
+    def repo_path(self) -> str:
+        """The path normalised as pgBackRest wants it: absolute, no trailing slash."""
+        return posixpath.normpath("/" + self.path.strip("/")) if self.path.strip("/") else "/"
+
+    def validate(self) -> None:
+        """Raise InvalidS3SettingsError naming the first field pgBackRest could not use."""
+        _validate_bucket(self.bucket)
+        _split_endpoint(self.endpoint)
+        if not _REGION.match(self.region):
+            raise InvalidS3SettingsError(SETTING_REGION, f"not a region name: {self.region!r}")
+        _validate_path(self.path)
+        if self.uri_style not in ("path", "host"):
+            raise InvalidS3SettingsError(SETTING_URI_STYLE, "must be 'path' or 'host'")
+        for setting, key in (
+            (SETTING_ACCESS_KEY, self.access_key),
+            (SETTING_SECRET_KEY, self.secret_key),
+        ):
+            if not _KEY.match(key):
+                raise InvalidS3SettingsError(setting, "must be set, without spaces")
+        if self.ca_chain is not None:
+            _validate_ca_chain(self.ca_chain)
+
+
+def s3_settings(data: Mapping[str, Any]) -> S3Settings:
+    """Validated settings from the s3 interface's fields (the `s3-uri-style` naming)."""
+    missing = [
+        k for k in (SETTING_BUCKET, SETTING_ACCESS_KEY, SETTING_SECRET_KEY) if not data.get(k)
+    ]
+    if missing:
+        raise InvalidS3SettingsError(missing[0], "missing")
+    chain = data.get(SETTING_CA_CHAIN)
+    if isinstance(chain, (list, tuple)):  # the interface carries a list of PEM certificates
+        chain = "\n".join(str(c).strip() for c in cast("Sequence[Any]", chain)) + "\n"
+    settings = S3Settings(
+        bucket=str(data[SETTING_BUCKET]),
+        endpoint=str(data.get(SETTING_ENDPOINT) or "https://s3.amazonaws.com"),
+        access_key=str(data[SETTING_ACCESS_KEY]),
+        secret_key=str(data[SETTING_SECRET_KEY]),
+        region=str(data.get(SETTING_REGION) or DEFAULT_REGION),
+        path=str(data.get(SETTING_PATH) or "/"),
+        uri_style=cast("UriStyle", str(data.get(SETTING_URI_STYLE) or "host")),
+        ca_chain=str(chain) if chain else None,
+    )
+    settings.validate()
+    return settings
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, int]:
+    """(host, port) of an https endpoint; a bare host means https on 443."""
+    url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if url.scheme != "https":
+        raise InvalidS3SettingsError(SETTING_ENDPOINT, "pgBackRest reaches S3 over https:// only")
+    try:
+        port = url.port or HTTPS_PORT
+    except ValueError:
+        raise InvalidS3SettingsError(SETTING_ENDPOINT, "the port is not a number") from None
+    host = url.hostname or ""
+    if not (_HOST.match(host) or _is_ip(host)) or url.path.strip("/") or url.query:
+        raise InvalidS3SettingsError(SETTING_ENDPOINT, "expected https://host[:port]")
+    return host, port
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _validate_bucket(bucket: str) -> None:
+    # AWS's naming rules, which every S3 implementation the charm meets accepts.
+    if not _BUCKET.match(bucket) or ".." in bucket or _is_ip(bucket):
+        raise InvalidS3SettingsError(
+            SETTING_BUCKET,
+            "3-63 lowercase letters, digits, '.' or '-', starting with a letter or digit",
+        )
+
+
+def _validate_path(path: str) -> None:
+    if ".." in path.split("/") or not _KEY.match(path):
+        raise InvalidS3SettingsError(SETTING_PATH, "must be a path without '..' or spaces")
+
+
+def _validate_ca_chain(pem: str) -> None:
+    try:
+        x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        raise InvalidS3SettingsError(SETTING_CA_CHAIN, "not PEM certificates") from None
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long backups stay: full backups by count or by age in days; differentials by count."""
+
+    full: int = 30
+    full_type: Literal["count", "time"] = "time"
+    diff: int | None = None
+
+    @classmethod
+    def by_count(cls, full: int, diff: int | None = None) -> Retention:
+        """Keep the last `full` full backups (and what depends on them)."""
+        return cls(full, "count", diff)
+
+    @classmethod
+    def by_days(cls, days: int, diff: int | None = None) -> Retention:
+        """Keep full backups younger than `days` days, and the newest one older than that."""
+        return cls(days, "time", diff)
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """Where pgBackRest keeps its own files in a pod (pods share the host's /tmp on the substrate)."""
+
+    lock: str
+    log: str
+    spool: str
+    s3_ca_file: str  # the S3 CA chain, written next to the configuration
+
+    @classmethod
+    def under(cls, base: str) -> Paths:
+        """Everything under one directory."""
+        return cls(
+            lock=posixpath.join(base, "lock"),
+            log=posixpath.join(base, "log"),
+            spool=posixpath.join(base, "spool"),
+            s3_ca_file=posixpath.join(base, "s3-ca.pem"),
+        )
+
+
+DEFAULT_PATHS = dataclasses.replace(
+    Paths.under(posixpath.join(layout.HOME, "pgbackrest")),
+    log=posixpath.join(layout.LOGS_MOUNT, "pgbackrest"),  # persistent, next to PostgreSQL's logs
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PgInstance:
+    """How pgBackRest reaches a PostgreSQL data directory and server on its own host."""
+
+    path: str = layout.PGDATA
+    port: int = layout.PORT_POSTGRESQL
+    socket_path: str = layout.SOCKET_DIR
+    user: str = layout.SystemUser.BACKUP.value
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """A certificate, its key and the CA that both sides trust, as file paths."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsServer:
+    """The `pgbackrest server` every member runs, so a standby can back up with the primary's help.
+
+    `client_cn` is the certificate common name allowed in, for this stanza only.
+    """
+
+    address: str
+    tls: TlsFiles
+    client_cn: str
+    port: int = layout.PORT_PGBACKREST_SERVER
+
+
+@dataclasses.dataclass(frozen=True)
+class RemotePrimary:
+    """The primary, as a standby that takes the backup reaches it: a TLS server and its instance."""
+
+    host: str
+    tls: TlsFiles  # the client certificate, whose CN the primary's server authorises
+    pg: PgInstance = PgInstance()
+    port: int = layout.PORT_PGBACKREST_SERVER
+
+
+def render_config(
+    stanza: str,
+    s3: S3Settings,
+    pg: PgInstance,
+    *,
+    retention: Retention = Retention(),
+    paths: Paths = DEFAULT_PATHS,
+    server: TlsServer | None = None,
+    primary: RemotePrimary | None = None,
+    process_max: int = 2,
+) -> str:
+    """pgbackrest.conf. It holds the S3 key pair: write it 0600, owned by the workload user.
+
+    With `primary`, this member is a standby that takes backups itself (`backup-standby`),
+    asking the primary's TLS server only for what must come from the primary.
+    """
+    lines = ["[global]", *_repo_lines(s3, paths), *_retention_lines(retention)]
+    lines += _kv(
+        {
+            "compress-type": "zst",  # built into Debian's and Ubuntu's pgBackRest; fast, small
+            "process-max": str(process_max),
+            "start-fast": "y",  # a backup starts now, not at the next scheduled checkpoint
+            "lock-path": paths.lock,
+            "log-path": paths.log,
+            "spool-path": paths.spool,
+        }
+    )
+    if server is not None:
+        lines += _server_lines(stanza, server)
+    lines += ["", f"[{stanza}]", *_pg_lines(1, pg)]
+    if primary is not None:
+        lines += ["backup-standby=y", *_remote_lines(2, primary)]
+    return "\n".join(lines) + "\n"
+
+
+def _kv(options: Mapping[str, str]) -> list[str]:
+    for key, value in options.items():
+        if "\n" in value or "\r" in value:  # a newline would smuggle in another option
+            raise ValueError(f"pgBackRest option {key} holds a line break")
+    return [f"{key}={value}" for key, value in options.items()]
+
+
+def _repo_lines(s3: S3Settings, paths: Paths) -> list[str]:
+    options = {
+        "repo1-type": "s3",
+        "repo1-path": s3.repo_path,
+        "repo1-s3-bucket": s3.bucket,
+        "repo1-s3-endpoint": s3.host,
+        "repo1-storage-port": str(s3.port),
+        "repo1-s3-region": s3.region,
+        "repo1-s3-uri-style": s3.uri_style,
+        "repo1-s3-key": s3.access_key,
+        "repo1-s3-key-secret": s3.secret_key,
+        "repo1-storage-verify-tls": "y" if s3.tls_verify else "n",
+        "repo1-bundle": "y",
+    }
+    if s3.ca_chain:
+        options["repo1-storage-ca-file"] = paths.s3_ca_file
+    return _kv(options)
+
+
+def _retention_lines(retention: Retention) -> list[str]:
+    options = {
+        "repo1-retention-full-type": retention.full_type,
+        "repo1-retention-full": str(retention.full),
+    }
+    if retention.diff is not None:
+        options["repo1-retention-diff"] = str(retention.diff)
+    return _kv(options)
+
+
+def _server_lines(stanza: str, server: TlsServer) -> list[str]:
+    return _kv(
+        {
+            "tls-server-address": server.address,
+            "tls-server-port": str(server.port),
+            "tls-server-cert-file": server.tls.cert_file,
+            "tls-server-key-file": server.tls.key_file,
+            "tls-server-ca-file": server.tls.ca_file,
+            "tls-server-auth": f"{server.client_cn}={stanza}",
+        }
+    )
+
+
+def _pg_lines(index: int, pg: PgInstance) -> list[str]:
+    return _kv(
+        {
+            f"pg{index}-path": pg.path,
+            f"pg{index}-port": str(pg.port),
+            f"pg{index}-socket-path": pg.socket_path,
+            f"pg{index}-user": pg.user,
+        }
+    )
+
+
+def _remote_lines(index: int, remote: RemotePrimary) -> list[str]:
+    host = _kv(
+        {
+            f"pg{index}-host": remote.host,
+            f"pg{index}-host-type": "tls",
+            f"pg{index}-host-port": str(remote.port),
+            f"pg{index}-host-cert-file": remote.tls.cert_file,
+            f"pg{index}-host-key-file": remote.tls.key_file,
+            f"pg{index}-host-ca-file": remote.tls.ca_file,
+        }
+    )
+    return host + _pg_lines(index, remote.pg)
+
+
+# --- command lines ------------------------------------------------------------------------------
+# No secret is ever on argv: pgBackRest reads the key pair from the configuration file.
+
+
+def command(config: str, stanza: str | None, name: str, *options: str) -> list[str]:
+    """`pgbackrest --config=<config> [--stanza=<stanza>] <options> <name>`."""
+    head = ["pgbackrest", f"--config={config}"]
+    if stanza is not None:
+        head.append(f"--stanza={stanza}")
+    return [*head, *options, name]
+
+
+def stanza_create(config: str, stanza: str) -> list[str]:
+    """Create the stanza in the repository, or check that it matches this database."""
+    return command(config, stanza, "stanza-create")
+
+
+def check(config: str, stanza: str) -> list[str]:
+    """Check the configuration, the repository, and that WAL archiving works."""
+    return command(config, stanza, "check")
+
+
+def backup(
+    config: str, stanza: str, backup_type: BackupType, annotations: Mapping[str, str] | None = None
+) -> list[str]:
+    """Take a backup; annotations (e.g. who asked for it) are kept in the backup's metadata."""
+    notes = [f"--annotation={key}={value}" for key, value in (annotations or {}).items()]
+    return command(config, stanza, "backup", f"--type={backup_type}", *notes)
+
+
+def info(config: str, stanza: str) -> list[str]:
+    """The stanza's backups and archive as JSON (see parse_info)."""
+    return command(config, stanza, "info", "--output=json")
+
+
+def expire(config: str, stanza: str, backup_set: str | None = None) -> list[str]:
+    """Apply the retention policy, or expire one backup set."""
+    return command(config, stanza, "expire", *([f"--set={backup_set}"] if backup_set else []))
+
+
+@dataclasses.dataclass(frozen=True)
+class Latest:
+    """Restore the newest backup and replay every archived WAL segment."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupSet:
+    """Restore one backup exactly as it was: recovery stops as soon as it is consistent."""
+
+    label: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PointInTime:
+    """Restore to a moment; pgBackRest picks the newest backup before it unless `label` is set.
+
+    `timeline`: None follows PostgreSQL's default (the latest timeline in the archive);
+    `current` stays on the backup's timeline; a number selects that timeline.
+    """
+
+    target: datetime.datetime
+    label: str | None = None
+    timeline: str | None = None
+
+
+RestoreTarget = Latest | BackupSet | PointInTime
+
+
+def restore(config: str, stanza: str, target: RestoreTarget, delta: bool = False) -> list[str]:
+    """Restore into the configured pg1-path; PostgreSQL promotes once the target is reached.
+
+    `delta` reuses files already in the data directory that match the backup's checksums.
+    """
+    options = ["--delta"] if delta else []
+    if isinstance(target, BackupSet):
+        options += [f"--set={target.label}", "--type=immediate", "--target-action=promote"]
+    elif isinstance(target, PointInTime):
+        options += ["--type=time", f"--target={format_target(target.target)}"]
+        options += ["--target-action=promote"]
+        options += [f"--set={target.label}"] if target.label else []
+        options += [f"--target-timeline={target.timeline}"] if target.timeline else []
+    return command(config, stanza, "restore", *options)
+
+
+def format_target(moment: datetime.datetime) -> str:
+    """A timestamp both pgBackRest and PostgreSQL read unambiguously (UTC, microseconds)."""
+    if moment.tzinfo is None:
+        raise ValueError("a restore target needs a time zone")
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def archive_command(config: str, stanza: str) -> str:
+    """PostgreSQL's archive_command."""
+    return shlex.join(command(config, stanza, "archive-push")) + " %p"
+
+
+def restore_command(config: str, stanza: str) -> str:
+    """PostgreSQL's restore_command."""
+    return shlex.join(command(config, stanza, "archive-get")) + ' %f "%p"'
+
+
+def server(config: str) -> list[str]:
+    """The TLS server, a long-running process (a Pebble service)."""
+    return command(config, None, "server")
+
+
+def server_ping(config: str, address: str, port: int = layout.PORT_PGBACKREST_SERVER) -> list[str]:
+    """Whether a TLS server accepts connections (no authentication is attempted)."""
+    options = (f"--tls-server-address={address}", f"--tls-server-port={port}")
+    return command(config, None, "server-ping", *options)
