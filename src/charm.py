@@ -203,10 +203,14 @@ class PostgresqlK8sCharm(ops.CharmBase):
                 "client_rules": outcome.rules,
                 "client_admitted": outcome.admitted,
                 "client_problems": outcome.problems,
+                "client_granted": outcome.granted,
+                "client_published": outcome.published,
             }
         )
-        if data != st.peer_data:
-            st.peers.save(data, self.app)
+        if data == st.peer_data:
+            return False
+        st.peers.save(data, self.app)
+        self._forget()  # collect-status reads the problems just saved
         return data.client_rules != st.peer_data.client_rules
 
     def _monitoring_ready(self) -> bool:

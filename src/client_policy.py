@@ -77,18 +77,18 @@ def owner_role(database: str) -> str:
 
 def check_database(name: str) -> str:
     """The database name if the charm may create it for a client, else RequestRefusedError."""
-    shown = name.encode("unicode_escape").decode()[:80]
+    shown = repr(name)[:80]
     if not name:
         raise RequestRefusedError("no database name was requested")
     if len(name.encode()) > _MAX_NAME_BYTES:
-        raise RequestRefusedError(f"database name {shown!r} is longer than 63 bytes")
+        raise RequestRefusedError(f"database name {shown} is longer than 63 bytes")
     if not _DATABASE_RE.fullmatch(name):
         raise RequestRefusedError(
-            f"database name {shown!r} is not allowed: use letters, digits, _ and -,"
+            f"database name {shown} is not allowed: use letters, digits, _ and -,"
             " not starting with a digit or -"
         )
     if name.lower() in _RESERVED_DATABASES or name.lower().startswith("pg_"):
-        raise RequestRefusedError(f"database name {shown!r} is reserved")
+        raise RequestRefusedError(f"database name {shown} is reserved")
     return name
 
 
@@ -103,7 +103,7 @@ def check_roles(
     attributes: set[str] = set()
     roles: list[str] = []
     for part in _split(raw):
-        shown = part.encode("unicode_escape").decode()[:64]
+        shown = repr(part)[:64]
         value = part.lower()
         if value in ATTRIBUTES:
             attributes.add(value)
@@ -119,39 +119,44 @@ def check_roles(
         else:
             allowed = ", ".join(sorted({*ATTRIBUTES, SUPERUSER, *PREDEFINED_ROLES}))
             raise RequestRefusedError(
-                f"extra-user-roles {shown!r} is not allowed: use any of {allowed}"
+                f"extra-user-roles {shown} is not allowed: use any of {allowed}"
             )
     return frozenset(attributes), tuple(sorted(set(roles)))
 
 
-def check_extensions(raw: str | None, enabled: Collection[str]) -> None:
+def check_extensions(raw: str | None, enabled: Collection[str], provider: str) -> None:
     """Refuse a request for extensions the operator has not enabled through config."""
-    known = set(config_options.EXTENSION_OPTIONS.values())
+    # Extension names as PostgreSQL spells them (uuid-ossp), keyed by an underscore spelling
+    # so that a requirer may write either.
+    known = {e.replace("-", "_"): e for e in config_options.EXTENSION_OPTIONS.values()}
     missing: list[str] = []
     for part in _split(raw):
         name = part.split(":", 1)[0].strip()
-        shown = name.encode("unicode_escape").decode()[:64]
-        if not _EXTENSION_RE.fullmatch(name) or name.replace("-", "_") not in known:
-            raise RequestRefusedError(f"extension {shown!r} is not available")
-        if name.replace("-", "_") not in enabled:
-            missing.append(name.replace("-", "_"))
+        canonical = known.get(name.replace("-", "_"))
+        if not _EXTENSION_RE.fullmatch(name) or canonical is None:
+            raise RequestRefusedError(f"extension {repr(name)[:64]} is not available")
+        if canonical not in enabled:
+            missing.append(canonical)
     if missing:
-        options = ", ".join(
+        options = " ".join(
             f"{config_options.extension_option(name)}=true" for name in sorted(missing)
         )
         raise RequestRefusedError(
             f"requested extensions are not enabled: {', '.join(sorted(missing))}"
-            f" (an operator can run `juju config <app> {options}`)"
+            f" (an operator can run `juju config {provider} {options}`)"
         )
 
 
 def plan(
-    request: ClientRequest, enabled_extensions: Collection[str], superuser_apps: Collection[str]
+    request: ClientRequest,
+    enabled_extensions: Collection[str],
+    superuser_apps: Collection[str],
+    provider: str = "postgresql-k8s",
 ) -> ClientPlan:
     """Everything the charm will create for a request, or RequestRefusedError saying why not."""
     database = check_database(request.database)
     attributes, roles = check_roles(request.extra_user_roles, request.app, superuser_apps)
-    check_extensions(request.extensions, enabled_extensions)
+    check_extensions(request.extensions, enabled_extensions, provider)
     return ClientPlan(
         request=request,
         user=user_name(request),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 import urllib.parse
@@ -64,20 +66,39 @@ def _passwords(model: ops.Model, users: Collection[str]) -> dict[str, str]:
     return {user: wanted[_secret_key(user)] for user in users}
 
 
-def _ensure(db: pglib.PostgreSQL, plan: client_policy.ClientPlan, password: str) -> None:
-    """Owner role, database and user of one plan; an existing, matching user is left alone."""
+def grant_digest(plan: client_policy.ClientPlan) -> str:
+    """A digest of what a plan grants, so that unchanged grants are not re-applied each hook."""
+    text = json.dumps(
+        [plan.database, plan.owner, plan.createdb, plan.createrole, plan.superuser, plan.roles]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _ensure(
+    db: pglib.PostgreSQL, plan: client_policy.ClientPlan, password: str, granted: str | None
+) -> str:
+    """Owner role, database and user of one plan, with its attributes and roles; its digest.
+
+    An existing user with the right password and the same grants as last time is left alone.
+    """
+    digest = grant_digest(plan)
+    exists = db.user_exists(plan.user)
+    matches = exists and db.password_matches(plan.user, password)
+    if matches and granted == digest:
+        return digest
     db.create_user(plan.owner, None, login=False)
     db.create_database(plan.database, plan.owner)
-    if db.user_exists(plan.user) and db.password_matches(plan.user, password):
-        return
     db.create_user(
         plan.user,
-        password,
+        None if matches else password,
         createdb=plan.createdb,
         createrole=plan.createrole,
         superuser=plan.superuser,
         in_roles=(plan.owner, *plan.roles),
     )
+    if exists:  # roles the requirer no longer asks for
+        db.revoke_roles(plan.user, sorted(client_policy.PREDEFINED_ROLES - set(plan.roles)))
+    return digest
 
 
 def _stale_users(
@@ -165,6 +186,8 @@ class Outcome:
     rules: list[tuple[str, str]]
     admitted: list[str]
     problems: dict[str, str]
+    granted: dict[str, str]  # user -> digest of its grants
+    published: dict[str, str]  # request key -> digest of the answer
 
 
 def _plans(
@@ -172,11 +195,12 @@ def _plans(
     enabled_extensions: Collection[str],
     superuser_apps: Collection[str],
     problems: dict[str, str],
+    provider: str,
 ) -> list[client_policy.ClientPlan]:
     plans: list[client_policy.ClientPlan] = []
     for request in requests:
         try:
-            plans.append(client_policy.plan(request, enabled_extensions, superuser_apps))
+            plans.append(client_policy.plan(request, enabled_extensions, superuser_apps, provider))
         except client_policy.RequestRefusedError as e:
             problems[str(request.relation_id)] = f"{request.app}: {e}"
     return plans
@@ -207,17 +231,20 @@ def reconcile(
     cluster: Cluster,
     enabled_extensions: Collection[str],
     superuser_apps: Collection[str],
+    *,
     departing: bool,
 ) -> Outcome:
     """Leader: create what valid requests need, drop what gone relations had, publish when safe."""
     requests, unreadable = database.read_requests(model)
     problems = {str(p.relation_id): f"{p.app}: {p.message}" for p in unreadable}
-    plans = _plans(requests, enabled_extensions, superuser_apps, problems)
+    plans = _plans(requests, enabled_extensions, superuser_apps, problems, state.app_name)
     passwords = _passwords(model, sorted({p.user for p in plans}))
     ready: list[client_policy.ClientPlan] = []
+    granted: dict[str, str] = {}
     for plan in plans:
         try:
-            _ensure(cluster.db, plan, passwords[plan.user])
+            previous = state.peer_data.client_granted.get(plan.user)
+            granted[plan.user] = _ensure(cluster.db, plan, passwords[plan.user], previous)
             ready.append(plan)
         except pglib.PostgreSQLError as e:
             problems[str(plan.request.relation_id)] = f"{plan.request.app}: {e}"
@@ -229,11 +256,14 @@ def reconcile(
     if waiting and acked_everywhere(state, cluster.status, client_policy.rules_digest(rules)):
         hosts = [m.host for m in cluster.status.members if m.is_healthy]
         admitted |= wait_admitted(hosts, waiting, passwords)
+    published: dict[str, str] = {}
     for plan in ready:
         if plan.user in admitted:
+            key = database.request_key(plan.request)
             creds = credentials(state, cluster, plan, passwords[plan.user])
-            database.publish(model, plan.request, creds)
-    return Outcome(rules=rules, admitted=sorted(admitted), problems=problems)
+            last = state.peer_data.client_published.get(key)
+            published[key] = database.publish(model, plan.request, creds, last)
+    return Outcome(rules, sorted(admitted), problems, granted, published)
 
 
 def _drop_gone(

@@ -32,6 +32,10 @@ class PeerAppData(pydantic.BaseModel):
     client_rules: list[tuple[str, str]] = pydantic.Field(default=[], alias="client-rules")
     client_admitted: list[str] = pydantic.Field(default=[], alias="client-admitted")
     client_problems: dict[str, str] = pydantic.Field(default={}, alias="client-problems")
+    # Digests of what was granted to each client user and answered to each request, so that
+    # nothing unchanged is applied or written again.
+    client_granted: dict[str, str] = pydantic.Field(default={}, alias="client-granted")
+    client_published: dict[str, str] = pydantic.Field(default={}, alias="client-published")
     # Extensions the leader enabled in every database, and why the last change failed.
     extensions_applied: list[str] = pydantic.Field(default=[], alias="extensions-applied")
     extensions_error: str = pydantic.Field(default="", alias="extensions-error")

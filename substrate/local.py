@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import logging
 import os
 import queue
@@ -50,9 +51,33 @@ def _load_postgresql_charm() -> tuple[type[ops.CharmBase], Path]:
     return module.PostgresqlK8sCharm, REPO
 
 
+def _load_test_charm(name: str) -> Callable[[], tuple[type[ops.CharmBase], Path]]:
+    """A loader for a charm under tests/charms/ (its src/charm.py, imported under its own name)."""
+
+    def load() -> tuple[type[ops.CharmBase], Path]:
+        root = REPO / "tests" / "charms" / name
+        module_name = f"{name}_charm"
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, root / "src" / "charm.py")
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        classes = [
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, ops.CharmBase) and v is not ops.CharmBase
+        ]
+        return classes[0], root
+
+    return load
+
+
 # Charms the backend can deploy, by name: a loader returning (charm class, charm root).
 CHARMS: dict[str, Callable[[], tuple[type[ops.CharmBase], Path]]] = {
     "postgresql-k8s": _load_postgresql_charm,
+    "app-requirer": _load_test_charm("app_requirer"),
 }
 
 
@@ -96,7 +121,7 @@ class LocalBackend:
         try:
             self.etcd = dcs.Etcd(self.substrate)
             self.etcd.start()
-            self.router = routing.ServiceRouter(self.substrate)
+            self.router = routing.ServiceRouter(self.substrate, namespace=model_name)
             self.model = Model(
                 model_name,
                 root=self.substrate.run_dir / "juju",
@@ -200,12 +225,14 @@ class LocalBackend:
                 break
             if unit not in self._pods:
                 continue
+            # One Pebble per pod, as in a single-container pod: its events go to that container.
+            container = self.model.containers(unit)[0]
             if kind == "notice":
-                self.model.pebble_custom_notice(unit, CONTAINER, what)
+                self.model.pebble_custom_notice(unit, container, what)
             elif kind == "check-failed":
-                self.model.pebble_check_failed(unit, CONTAINER, what)
+                self.model.pebble_check_failed(unit, container, what)
             else:
-                self.model.pebble_check_recovered(unit, CONTAINER, what)
+                self.model.pebble_check_recovered(unit, container, what)
         if time.monotonic() - self._last_tick >= self.update_status_interval:
             self._last_tick = time.monotonic()
             self.model.update_status()
@@ -245,7 +272,8 @@ class LocalBackend:
     def _ready(self, units: list[str]) -> None:
         for unit in units:
             if unit in self._pods:
-                self.model.pebble_ready(unit, CONTAINER)
+                for container in self.model.containers(unit):
+                    self.model.pebble_ready(unit, container)
         self._pump()
 
     def add_unit(self, app: str, count: int = 1) -> None:

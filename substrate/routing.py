@@ -215,8 +215,11 @@ class ServiceRouter:
         port: int = layout.PORT_POSTGRESQL,
         api_port: int = layout.PORT_PATRONI,
         settle_timeout: float = SETTLE_TIMEOUT,
+        namespace: str | None = None,
     ):
         self.substrate = substrate
+        # Kubernetes DNS also resolves `<service>.<namespace>.svc.cluster.local`.
+        self.namespace = namespace
         self.api_scheme: Scheme = api_scheme
         self.port = port
         self.api_port = api_port
@@ -397,7 +400,11 @@ class ServiceRouter:
     def hosts_entries(self) -> dict[str, str]:
         """What every pod resolves: Service name -> virtual IP."""
         with self._lock:
-            return {name: s.address for name, s in sorted(self._services.items())}
+            entries = {name: s.address for name, s in sorted(self._services.items())}
+        if self.namespace:
+            suffix = f".{self.namespace}.svc.cluster.local"
+            entries |= {name + suffix: address for name, address in list(entries.items())}
+        return entries
 
     def sync_hosts(self) -> None:
         """Make every pod resolve the Services' names (kept by the Substrate across pod changes)."""

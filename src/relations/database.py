@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from typing import Any
@@ -31,6 +32,7 @@ class ClientRequest:
     extra_user_roles: str | None
     extensions: str | None
     wants_secrets: bool
+    model: interfaces.RequirerCommonModel = dataclasses.field(compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,7 @@ def _request(
         extra_user_roles=model.extra_user_roles,
         extensions=_extra(model, "extensions"),
         wants_secrets=secrets,
+        model=model,
     )
 
 
@@ -140,57 +143,54 @@ def _response(request: ClientRequest, creds: Credentials) -> interfaces.Resource
 _Interface = interfaces.OpsRelationRepositoryInterface[interfaces.ResourceProviderModel]
 _ContractV1 = interfaces.DataContractV1[interfaces.ResourceProviderModel]
 
-_COMPARED = (
-    "username",
-    "password",
-    "endpoints",
-    "read_only_endpoints",
-    "uris",
-    "read_only_uris",
-    "version",
-    "tls",
-    "tls_ca",
-    "resource",
-)
+
+def request_key(request: ClientRequest) -> str:
+    """A stable key for one request: its relation and, for V1, its request id."""
+    return f"{request.relation_id}/{request.request_id or ''}"
 
 
-def _contract(interface: _Interface, relation_id: int) -> _ContractV1:
-    return interface.build_model(relation_id, _ContractV1)
+def answer_digest(request: ClientRequest, creds: Credentials) -> str:
+    """A digest of the answer, so that an unchanged answer is never written twice."""
+    text = json.dumps([request.version, request.wants_secrets, dataclasses.asdict(creds)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _published(
-    interface: _Interface, request: ClientRequest
-) -> interfaces.ResourceProviderModel | None:
-    if request.version == "v0":
-        return interface.build_model(request.relation_id, interfaces.DataContractV0)
-    contract = _contract(interface, request.relation_id)
-    return next((r for r in contract.requests if r.request_id == request.request_id), None)
+def _record_request(relation: ops.Relation, app: ops.Application, request: ClientRequest) -> None:
+    """Keep the request being answered in our databag's `data`.
+
+    The library's requirer side reads it to tell which of its requests were answered.
+    """
+    # exclude_unset: a V0 request has no salt of its own, the model draws a random one.
+    dumped = request.model.model_dump(
+        mode="json", exclude={"data"}, exclude_none=True, exclude_unset=True
+    )
+    stored = json.loads(relation.data[app].get("data", "{}") or "{}")
+    current = stored.get(request.request_id) if request.request_id else stored
+    if current != dumped:
+        interfaces.store_new_data(relation, app, dumped, short_uuid=request.request_id)
 
 
-def _same(
-    current: interfaces.ResourceProviderModel | None, wanted: interfaces.ResourceProviderModel
-) -> bool:
-    if current is None:
-        return False
-    return all(getattr(current, f) == getattr(wanted, f) for f in _COMPARED)
-
-
-def publish(model: ops.Model, request: ClientRequest, creds: Credentials) -> bool:
-    """Answer one request (leader only); compare before write. True if anything was written."""
+def publish(
+    model: ops.Model, request: ClientRequest, creds: Credentials, last_digest: str | None
+) -> str:
+    """Answer one request (leader only) unless the same answer was given; its digest."""
+    digest = answer_digest(request, creds)
     relation = model.get_relation(RELATION, request.relation_id)
-    if relation is None:
-        return False
+    if relation is None or digest == last_digest:
+        return digest
+    _record_request(relation, model.app, request)
     if request.version == "v0" and not request.wants_secrets:
-        return _publish_plain(relation, model.app, creds)
+        _publish_plain(relation, model.app, creds)
+        return digest
     interface = _Interface(model, RELATION)
     wanted = _response(request, creds)
-    if _same(_published(interface, request), wanted):
-        return False
     if request.version == "v0":
         wanted.request_id = None
         interface.write_model(relation.id, wanted, context={"version": "v0"})
-        return True
-    contract = _contract(interface, relation.id)
+        # V0 requirers read the database name from `database`, not `resource`.
+        relation.data[model.app]["database"] = creds.database
+        return digest
+    contract = interface.build_model(relation.id, _ContractV1)
     for index, existing in enumerate(contract.requests):
         if existing.request_id == request.request_id:
             contract.requests[index].update(wanted)
@@ -198,10 +198,10 @@ def publish(model: ops.Model, request: ClientRequest, creds: Credentials) -> boo
     else:
         contract.requests.append(wanted)
     interface.write_model(relation.id, contract)
-    return True
+    return digest
 
 
-def _publish_plain(relation: ops.Relation, app: ops.Application, creds: Credentials) -> bool:
+def _publish_plain(relation: ops.Relation, app: ops.Application, creds: Credentials) -> None:
     """An old requirer that never asked for secrets reads every field from the databag."""
     fields = {
         "database": creds.database,
@@ -215,9 +215,4 @@ def _publish_plain(relation: ops.Relation, app: ops.Application, creds: Credenti
         "tls": "True" if creds.tls else "False",
         "tls-ca": creds.tls_ca or "",
     }
-    databag = relation.data[app]
-    wanted = {k: v for k, v in fields.items() if v or k not in _PLAIN_FIELDS}
-    if all(databag.get(k) == v for k, v in wanted.items()):
-        return False
-    databag.update(wanted)
-    return True
+    relation.data[app].update({k: v for k, v in fields.items() if v or k not in _PLAIN_FIELDS})

@@ -322,6 +322,10 @@ class Model(ModelView):
 
     # -- Pebble, as the substrate reports it -------------------------------------------------
 
+    def containers(self, unit: str) -> list[str]:
+        """The names of the unit's workload containers (from its charm's metadata)."""
+        return sorted(self._world.unit(unit).containers)
+
     def pebble_ready(self, unit: str, container: str) -> None:
         """The container's Pebble is up: `<container>-pebble-ready`."""
         record = self._container(unit, container)

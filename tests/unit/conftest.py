@@ -170,6 +170,11 @@ class FakeDatabase:
         self.extensions |= {name for name, on in extensions.items() if on}
         self.extensions -= {name for name, on in extensions.items() if not on}
 
+    def revoke_roles(self, user: str, roles: list[str]) -> None:
+        self._check()
+        attrs = self.attributes.get(user, {})
+        attrs["in_roles"] = tuple(r for r in attrs.get("in_roles", ()) if r not in roles)
+
     def get_server_version(self) -> str:
         self._check()
         return self.version
