@@ -3,22 +3,28 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
+from collections.abc import Mapping
 
 import ops
 
+import backup_actions
+import backups
 import client_policy
 import clients
 import cluster
 import config
 import k8s
 import presentation
+import restore
 import state as snapshot
 import system_users
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from relations import database
-from workload import layout, patroni
+from relations import s3 as s3_relation
+from workload import layout, patroni, pebble, scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +40,9 @@ class PostgresqlK8sCharm(ops.CharmBase):
         self.container = self.unit.get_container(layout.CONTAINER)
         self.workload = cluster.Workload(self.container)
         self.kubernetes = k8s.Kubernetes(self.app.name, self.model.name)
-        on = self.on
+        self.s3 = s3_relation.requirer(self)
+        self.backup_actions = backup_actions.BackupActions(self)
+        on, s3_on = self.on, self.s3.on
         peers, db = on[snapshot.PEER], on[database.RELATION]
         for event in (
             on.install, on.start, on.config_changed, on.upgrade_charm, on.update_status,
@@ -43,7 +51,8 @@ class PostgresqlK8sCharm(ops.CharmBase):
             on.postgresql_pebble_check_failed, on.postgresql_pebble_check_recovered,
             peers.relation_created, peers.relation_joined, peers.relation_changed,
             peers.relation_departed, db.relation_created, db.relation_changed,
-            db.relation_departed, db.relation_broken,
+            db.relation_departed, db.relation_broken, s3_on.storage_connection_info_changed,
+            s3_on.storage_connection_info_gone, on[s3_relation.RELATION].relation_broken,
         ):  # fmt: skip
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -60,6 +69,11 @@ class PostgresqlK8sCharm(ops.CharmBase):
     def state(self) -> snapshot.State:
         """This hook's snapshot of Juju."""
         return snapshot.collect(self)
+
+    @functools.cached_property
+    def s3_state(self) -> s3_relation.S3State:
+        """The S3 repository the relation points at, validated."""
+        return s3_relation.read(self.s3, self.model)
 
     @functools.cached_property
     def config_error(self) -> config.InvalidConfigError | None:
@@ -118,17 +132,53 @@ class PostgresqlK8sCharm(ops.CharmBase):
 
     def _forget(self) -> None:
         """Drop this hook's cached snapshot and probes after the charm changed what they read."""
-        for name in ("state", "cluster_status", "config_error"):
+        for name in ("state", "cluster_status", "config_error", "s3_state"):
             self.__dict__.pop(name, None)
 
     def reconcile(self) -> None:
         """Bring this unit, and from the leader the cluster, to the goal; safe to run any time."""
         if self.state.is_leader:
             self._reconcile_secret()
+            self._leader_save(self._restore_step())
         settings = self._reconcile_unit()
-        if settings is not None and self.state.is_leader and self._reconcile_cluster(settings):
+        if settings is None or not self.state.is_leader:
+            return
+        if self._leader_save(backups.reconcile_stanza(self.container, self.state, self.s3_state)):
+            settings = self._reconcile_unit()  # archiving follows the stanza at once
+        if settings is not None and self._reconcile_cluster(settings):
             self._forget()  # the leader changed the client rules: render them here at once
             self._reconcile_unit()
+
+    def _leader_save(self, update: Mapping[str, object]) -> bool:
+        """Leader: save changes to the peer application data; True if anything changed."""
+        st = self.state
+        data = st.peer_data.model_copy(update=update)
+        if st.peers is None or data == st.peer_data:
+            return False
+        st.peers.save(data, self.app)
+        self._forget()
+        return True
+
+    def _restore_step(self) -> Mapping[str, object]:
+        if self.state.peer_data.restore is None or not self.container.can_connect():
+            return {}
+        return {"restore": restore.leader_step(self.container, self.state, self.cluster_status)}
+
+    def start_restore(self, request: snapshot.RestoreState) -> None:
+        """Leader: begin a restore (the restore action checked the target)."""
+        self._leader_save({"restore": request})
+        self.reconcile()
+
+    def record_backup(self, kind: str, backup: object) -> None:
+        """Leader: remember when the last backup of a kind succeeded (for status)."""
+        stop = getattr(backup, "stop", None)
+        if self.state.is_leader and stop is not None:
+            done = {**self.state.peer_data.backup_succeeded, kind: stop.isoformat()}
+            self._leader_save({"backup_succeeded": done})
+
+    def record_fired(self, kind: str, at: str) -> None:
+        """Leader: remember when a schedule last fired (for status)."""
+        self._leader_save({"backup_fired": {**self.state.peer_data.backup_fired, kind: at}})
 
     def _reconcile_unit(self) -> patroni.PatroniSettings | None:
         """This unit's files, Pebble plan and acknowledgement of the client rules."""
@@ -142,17 +192,57 @@ class PostgresqlK8sCharm(ops.CharmBase):
             if st.is_leader:
                 self.kubernetes.apply_services()
             settings = cluster.patroni_settings(
-                st, self.workload.pg_major(), self.workload.memory_bytes()
+                st,
+                self.workload.pg_major(),
+                self.workload.memory_bytes(),
+                archive_command=backups.archive_command(st, self.s3_state),
+                restore_command=restore.bootstrap_command(st),
             )
         except (k8s.KubernetesError, cluster.WorkloadNotReadyError) as e:
             logger.warning("cannot configure the workload yet: %s", e)
             return None
         changed = cluster.reconcile_files(self.workload, settings)
-        cluster.reconcile_layer(self.workload, st, changed, metrics=self._monitoring_ready())
+        restore.unit_step(self.container, self.unit, st)
+        if not restore.holds(st):
+            cluster.reconcile_layer(
+                self.workload,
+                st,
+                changed,
+                metrics=self._monitoring_ready(),
+                extra_services=self._backup_services(),
+            )
         digest = client_policy.rules_digest(st.peer_data.client_rules)
         if st.peers is not None and st.peer_unit_data.get(clients.UNIT_DIGEST_KEY) != digest:
             st.peers.data[self.unit][clients.UNIT_DIGEST_KEY] = digest
         return settings
+
+    def _backup_services(self) -> dict[str, ops.pebble.ServiceDict]:
+        """PgBackRest's server on every unit, the backup scheduler on the leader's."""
+        st = self.state
+        if st.is_leader and self.s3_state.related:
+            backups.ensure_tls(self.app, self.model, st)
+        tls = backups.read_tls(self.model)
+        server = backups.reconcile_files(self.workload.write, st, self.s3_state, tls)
+        services = {
+            backups.SERVICE: pebble.pgbackrest_server(
+                backups.pgbackrest.CONF_FILE, backups.PGPASS_FILE, enabled=server
+            )
+        }
+        cfg = st.config
+        schedules = cfg is not None and (
+            cfg.backup_schedule_full or cfg.backup_schedule_incremental
+        )
+        if cfg is not None and st.is_leader and server and schedules:
+            self.workload.write(scheduler.SCRIPT_PATH, scheduler.script(), 0o755)
+            self.workload.write(
+                scheduler.SCHEDULE_PATH,
+                scheduler.schedule_file(cfg.backup_schedule_full, cfg.backup_schedule_incremental),
+                0o600,
+            )
+            services[scheduler.SERVICE] = scheduler.service()
+        else:
+            services[scheduler.SERVICE] = {**scheduler.service(), "startup": "disabled"}
+        return services
 
     def _reconcile_secret(self) -> None:
         """Leader: create the system users' secret once and publish its id to the peers."""
@@ -218,42 +308,14 @@ class PostgresqlK8sCharm(ops.CharmBase):
         return self.cluster_status is not None and self.cluster_status.leader is not None
 
     def _on_stop(self, _: ops.StopEvent) -> None:
-        """A departing primary hands over to a synchronous standby that stays, before it goes.
-
-        On scale-down Kubernetes removes the highest ordinals, so a standby numbered at or
-        above the new scale is leaving too and is not a candidate. Right after a switchover
-        Patroni may not have made any staying member synchronous yet: wait (bounded) for one,
-        since only a synchronous standby may take over without losing acknowledged writes.
-        """
+        """A departing primary hands over to a synchronous standby that stays, before it goes."""
         self.reconcile()  # a departing member tags itself nosync/nofailover first
         status = self.cluster_status
         if status is None or status.leader is None or status.leader.name != self.state.member:
             return
-        staying = self.state.planned_units
-
-        def candidate(s: patroni.ClusterStatus) -> patroni.Member | None:
-            return next(
-                (
-                    m
-                    for m in s.sync_standbys
-                    if m.is_healthy and int(m.name.rsplit("-", 1)[1]) < staying
-                ),
-                None,
-            )
-
-        if not any(
-            int(m.name.rsplit("-", 1)[1]) < staying for m in status.members if not m.is_leader
-        ):
-            return  # nobody stays to take over (scale to one, or to zero)
-        try:
-            status = self.patroni_client().wait_for(
-                lambda s: candidate(s) is not None, timeout=HANDOVER_TIMEOUT
-            )
-            chosen = candidate(status)
-            assert chosen is not None
-            self.patroni_client().switchover(self.state.member, chosen.name)
-        except patroni.PatroniError as e:
-            logger.warning("switchover before stop failed: %s", e)
+        cluster.hand_over(
+            self.patroni_client(), status, self.state.planned_units, HANDOVER_TIMEOUT
+        )
 
     # -- status ------------------------------------------------------------------------------
 
@@ -275,6 +337,8 @@ class PostgresqlK8sCharm(ops.CharmBase):
             self.workload.pg_major()
         except cluster.WorkloadNotReadyError:
             return [ops.BlockedStatus(f"the image has no PostgreSQL under {layout.PG_BASE_DIR}")]
+        if (restoring := presentation.restore_status(st.peer_data)) is not None:
+            return [restoring]
         member = self.cluster_status.member(st.member) if self.cluster_status else None
         if member is None:
             return [ops.MaintenanceStatus("starting PostgreSQL")]
@@ -288,7 +352,24 @@ class PostgresqlK8sCharm(ops.CharmBase):
             event.add_status(ops.BlockedStatus(data.extensions_error))
         for relation_id, problem in sorted(data.client_problems.items()):
             event.add_status(ops.BlockedStatus(f"database relation {relation_id}: {problem}"))
-        event.add_status(ops.ActiveStatus())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for backup_status in presentation.backup_statuses(
+            data, self.s3_state, self.state.config, now
+        ):
+            event.add_status(backup_status)
+        event.add_status(ops.ActiveStatus(self._backup_summary()))
+
+    def _backup_summary(self) -> str:
+        """`last backup <time>, archive lag <n> WAL files` while a repository is in use."""
+        if not backups.archiving(self.state, self.s3_state):
+            return ""
+        parts = [presentation.last_backup(self.state.peer_data)]
+        db = self.primary_db()
+        try:
+            parts.append(backups.archive_lag(db) if db is not None else "")
+        except pglib.PostgreSQLError as e:
+            logger.info("archive lag unknown: %s", e)
+        return ", ".join(p for p in parts if p)
 
     # -- actions -----------------------------------------------------------------------------
 

@@ -111,7 +111,11 @@ class Workload:
 
 
 def patroni_settings(
-    state: State, pg_major: int, memory_bytes: int | None
+    state: State,
+    pg_major: int,
+    memory_bytes: int | None,
+    archive_command: str = "/bin/true",
+    restore_command: str | None = None,
 ) -> patroni.PatroniSettings:
     """The unit's Patroni settings derived from the snapshot; config and passwords must be set."""
     assert state.config is not None and state.passwords is not None and state.pod_ip is not None
@@ -131,6 +135,8 @@ def patroni_settings(
         client_rules=tuple(
             patroni.HbaRule(f'"{db}"', f'"{user}"') for db, user in state.peer_data.client_rules
         ),
+        archive_command=archive_command,
+        restore_command=restore_command,
     )
 
 
@@ -147,11 +153,18 @@ def reconcile_files(workload: Workload, settings: patroni.PatroniSettings) -> bo
     return changed
 
 
-def reconcile_layer(workload: Workload, state: State, config_changed: bool, metrics: bool) -> None:
+def reconcile_layer(
+    workload: Workload,
+    state: State,
+    config_changed: bool,
+    metrics: bool,
+    extra_services: Mapping[str, ops.pebble.ServiceDict] | None = None,
+) -> None:
     """Apply the Pebble layer; a changed patroni.yml alone is a reload, not a restart."""
     assert state.pod_ip is not None
     env = patroni.dcs_environment(state.app_name, state.namespace, state.pod_ip)
-    replanned = workload.apply_layer(pebble.postgresql_layer(env, metrics_enabled=metrics))
+    layer = pebble.postgresql_layer(env, metrics_enabled=metrics, extra_services=extra_services)
+    replanned = workload.apply_layer(layer)
     if config_changed and not replanned and workload.is_running(layout.SERVICE_POSTGRESQL):
         workload.reload_patroni()
 
@@ -250,3 +263,33 @@ def rolling_restart(
 
         client.wait_for(back, timeout=settle_timeout)
     return restarted
+
+
+def hand_over(
+    client: patroni.PatroniClient, status: patroni.ClusterStatus, staying: int, timeout: float
+) -> None:
+    """This primary is leaving: switch over to a synchronous standby that stays.
+
+    On scale-down Kubernetes removes the highest ordinals, so a standby numbered at or above
+    the new scale is leaving too and is not a candidate. Right after a switchover Patroni may
+    not have made any staying member synchronous yet: wait (bounded) for one, since only a
+    synchronous standby may take over without losing acknowledged writes.
+    """
+    assert status.leader is not None
+    leaving = status.leader.name
+
+    def stays(member: patroni.Member) -> bool:
+        return int(member.name.rsplit("-", 1)[1]) < staying
+
+    def candidate(s: patroni.ClusterStatus) -> patroni.Member | None:
+        return next((m for m in s.sync_standbys if m.is_healthy and stays(m)), None)
+
+    if not any(stays(m) for m in status.members if not m.is_leader):
+        return  # nobody stays to take over (scale to one, or to zero)
+    try:
+        status = client.wait_for(lambda s: candidate(s) is not None, timeout=timeout)
+        chosen = candidate(status)
+        assert chosen is not None
+        client.switchover(leaving, chosen.name)
+    except patroni.PatroniError as e:
+        logger.warning("switchover before stop failed: %s", e)

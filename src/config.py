@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 import config_options
+from workload import cron
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -130,6 +131,16 @@ SyncNodeCount = Annotated[
 ]
 
 
+def _cron(value: str) -> str:
+    """A cron schedule (5 fields, UTC), or empty for none."""
+    value = value.strip()
+    if value:
+        error = cron.validate(value)
+        if error:
+            raise ValueError(error)
+    return value
+
+
 def _limit_memory(value: int) -> int:
     if 0 < value < MIN_LIMIT_MEMORY_MB:
         raise ValueError("too small")
@@ -154,6 +165,22 @@ class CharmConfig(_GeneratedOptions):
     superuser_clients: Annotated[
         str, pydantic.StringConstraints(pattern=r"^([a-z0-9-]+(,[a-z0-9-]+)*)?$")
     ] = pydantic.Field("pgbouncer,pgbouncer-k8s", alias="superuser-clients")
+
+    backup_retention_full: Annotated[int, pydantic.Field(strict=True, ge=1, le=9999999)] = (
+        pydantic.Field(30, alias="backup-retention-full")
+    )
+    backup_retention_type: Literal["days", "count"] = pydantic.Field(
+        "days", alias="backup-retention-type"
+    )
+    backup_schedule_full: Annotated[str, pydantic.AfterValidator(_cron)] = pydantic.Field(
+        "", alias="backup-schedule-full"
+    )
+    backup_schedule_incremental: Annotated[str, pydantic.AfterValidator(_cron)] = pydantic.Field(
+        "", alias="backup-schedule-incremental"
+    )
+    backup_incremental_type: Literal["incr", "diff"] = pydantic.Field(
+        "incr", alias="backup-incremental-type"
+    )
 
     @property
     def superuser_apps(self) -> frozenset[str]:

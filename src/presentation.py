@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
+
 import ops
 
-from workload import layout, patroni
+from config import CharmConfig
+from relations.s3 import S3State
+from state import PeerAppData
+from workload import cron, layout, patroni
+
+# A schedule is "missed" when no backup of its kind succeeded this long after it fired.
+MISSED_GRACE = datetime.timedelta(minutes=30)
 
 
 def system_user(event: ops.ActionEvent) -> layout.SystemUser | None:
@@ -33,3 +41,62 @@ def member_status(member: patroni.Member) -> ops.StatusBase:
         role = "sync standby" if member.is_sync_standby else "replica"
         return ops.ActiveStatus(f"{role}{suffix}")
     return ops.WaitingStatus(f"PostgreSQL {member.state.replace('_', ' ')}")
+
+
+def restore_status(data: PeerAppData) -> ops.StatusBase | None:
+    """What a restore in progress (or failed) tells the operator."""
+    r = data.restore
+    if r is None:
+        return None
+    if r.phase == "failed":
+        return ops.BlockedStatus(f"restore {r.id} failed: {r.message}")
+    phases = {
+        "stopping": "stopping every member",
+        "restoring": f"restoring on {r.restorer}",
+        "replicas": "re-cloning the other members",
+    }
+    return ops.MaintenanceStatus(f"restore {r.id}: {phases.get(r.phase, r.phase)}")
+
+
+def _missed(
+    kind: str, schedule: str, data: PeerAppData, now: datetime.datetime
+) -> ops.StatusBase | None:
+    if not schedule:
+        return None
+    due = cron.parse(schedule).previous_at_or_before(now - MISSED_GRACE)
+    last = data.backup_succeeded.get(kind)
+    if last is not None and datetime.datetime.fromisoformat(last) >= due:
+        return None
+    first = data.backup_fired.get(kind)
+    if first is None and last is None:
+        return None  # never fired yet: the schedule was set after `due`
+    return ops.BlockedStatus(f"scheduled {kind} backup of {due:%Y-%m-%d %H:%M}Z missed")
+
+
+def backup_statuses(
+    data: PeerAppData, s3: S3State, config: CharmConfig | None, now: datetime.datetime
+) -> list[ops.StatusBase]:
+    """Backup problems (blocked), a restore in progress, or the last backup (in active)."""
+    statuses: list[ops.StatusBase] = []
+    if (status := restore_status(data)) is not None:
+        statuses.append(status)
+    if s3.error:
+        statuses.append(ops.BlockedStatus(s3.error))
+    elif data.backup_error and s3.related:
+        statuses.append(ops.BlockedStatus(data.backup_error))
+    if config is not None and data.backup_stanza:
+        for kind, schedule in (
+            ("full", config.backup_schedule_full),
+            ("incremental", config.backup_schedule_incremental),
+        ):
+            if (missed := _missed(kind, schedule, data, now)) is not None:
+                statuses.append(missed)
+    return statuses
+
+
+def last_backup(data: PeerAppData) -> str:
+    """`last backup <time>` for the active message, or empty."""
+    if not data.backup_succeeded:
+        return ""
+    latest = max(datetime.datetime.fromisoformat(t) for t in data.backup_succeeded.values())
+    return f"last backup {latest:%Y-%m-%d %H:%M}Z"

@@ -17,6 +17,21 @@ logger = logging.getLogger(__name__)
 PEER = "database-peers"
 
 
+class RestoreState(pydantic.BaseModel):
+    """A restore in progress: what to restore, who restores it, and how far it got."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    backup_id: str | None = pydantic.Field(default=None, alias="backup-id")
+    target_time: str | None = pydantic.Field(default=None, alias="target-time")
+    # stopping -> restoring -> replicas; "failed" keeps the cluster stopped with a message.
+    phase: str = "stopping"
+    restorer: str = ""
+    started: str = ""
+    message: str = ""
+
+
 class PeerAppData(pydantic.BaseModel):
     """Application facts shared through the peer relation (written by the leader only)."""
 
@@ -36,6 +51,14 @@ class PeerAppData(pydantic.BaseModel):
     # nothing unchanged is applied or written again.
     client_granted: dict[str, str] = pydantic.Field(default={}, alias="client-granted")
     client_published: dict[str, str] = pydantic.Field(default={}, alias="client-published")
+    # Backups: the settings digest the stanza was created for (archiving is on while it matches
+    # the relation's), why the repository cannot be used, the restore in progress, and when the
+    # last backups succeeded or a schedule fired (kind -> ISO time, UTC).
+    backup_stanza: str = pydantic.Field(default="", alias="backup-stanza")
+    backup_error: str = pydantic.Field(default="", alias="backup-error")
+    restore: RestoreState | None = pydantic.Field(default=None, alias="restore")
+    backup_succeeded: dict[str, str] = pydantic.Field(default={}, alias="backup-succeeded")
+    backup_fired: dict[str, str] = pydantic.Field(default={}, alias="backup-fired")
     # Extensions the leader enabled in every database, and why the last change failed.
     extensions_applied: list[str] = pydantic.Field(default=[], alias="extensions-applied")
     extensions_error: str = pydantic.Field(default="", alias="extensions-error")

@@ -101,6 +101,10 @@ class PatroniSettings:
     # A member whose unit is being removed: never a synchronous standby nor a failover target,
     # so that the cluster's synchronous set moves to members that stay before it leaves.
     departing: bool = False
+    # WAL archiving (pgBackRest's archive-push once a repository is ready).
+    archive_command: str = "/bin/true"
+    # Bootstrap by restoring a backup instead of initdb (a restore in progress on this member).
+    restore_command: str | None = None
 
 
 def hba_rules(client_rules: Sequence[HbaRule], tls: bool) -> list[str]:
@@ -142,7 +146,11 @@ def dynamic_config(settings: PatroniSettings) -> dict[str, Any]:
         "postgresql": {
             "use_pg_rewind": True,
             "use_slots": True,
-            "parameters": {**BASE_PARAMETERS, **settings.parameters},
+            "parameters": {
+                **BASE_PARAMETERS,
+                **settings.parameters,
+                "archive_command": settings.archive_command,
+            },
         },
     }
 
@@ -200,6 +208,23 @@ def _restapi(settings: PatroniSettings) -> dict[str, Any]:
     return restapi
 
 
+def _bootstrap(settings: PatroniSettings) -> dict[str, Any]:
+    bootstrap: dict[str, Any] = {
+        "dcs": dynamic_config(settings),
+        "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+    }
+    if settings.restore_command:
+        # pgBackRest writes the recovery settings (target, restore_command): Patroni keeps them,
+        # lets PostgreSQL reach the target and promote, then takes the leader key.
+        bootstrap["method"] = "pgbackrest"
+        bootstrap["pgbackrest"] = {
+            "command": settings.restore_command,
+            "keep_existing_recovery_conf": True,
+            "no_params": True,
+        }
+    return bootstrap
+
+
 def render(settings: PatroniSettings) -> dict[str, Any]:
     """patroni.yml as a dict; DCS settings are left to environment variables (dcs_environment)."""
     config: dict[str, Any] = {
@@ -207,10 +232,7 @@ def render(settings: PatroniSettings) -> dict[str, Any]:
         "name": settings.member,
         "log": {"level": "INFO"},
         "restapi": _restapi(settings),
-        "bootstrap": {
-            "dcs": dynamic_config(settings),
-            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
-        },
+        "bootstrap": _bootstrap(settings),
         "postgresql": {
             "listen": f"0.0.0.0:{layout.PORT_POSTGRESQL}",
             "connect_address": f"{settings.connect_host}:{layout.PORT_POSTGRESQL}",

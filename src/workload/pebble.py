@@ -14,7 +14,10 @@ PASSWORD_FILE_MONITORING = f"{layout.CONF_DIR}/monitoring-password"
 
 
 def postgresql_layer(
-    environment: Mapping[str, str], metrics_enabled: bool, tls: bool = False
+    environment: Mapping[str, str],
+    metrics_enabled: bool,
+    tls: bool = False,
+    extra_services: Mapping[str, ops.pebble.ServiceDict] | None = None,
 ) -> ops.pebble.LayerDict:
     """The workload layer: Patroni (which runs PostgreSQL), the exporter, and their checks.
 
@@ -50,6 +53,7 @@ def postgresql_layer(
             },
         },
     }
+    services |= dict(extra_services or {})
     checks: dict[str, ops.pebble.CheckDict] = {
         "patroni-alive": {
             "override": "replace",
@@ -73,4 +77,17 @@ def postgresql_layer(
         "description": "Patroni-managed PostgreSQL and its exporter",
         "services": services,
         "checks": checks,
+    }
+
+
+def pgbackrest_server(config: str, pgpass_file: str, enabled: bool) -> ops.pebble.ServiceDict:
+    """PgBackRest's TLS server, through which members run backups and restores on each other."""
+    return {
+        "override": "replace",
+        "summary": "pgBackRest TLS server",
+        "command": f"pgbackrest --config={config} server",
+        "startup": "enabled" if enabled else "disabled",
+        "user": layout.WORKLOAD_USER,
+        "group": layout.WORKLOAD_GROUP,
+        "environment": {"PGPASSFILE": pgpass_file},
     }

@@ -280,6 +280,7 @@ def render_config(
     paths: Paths = DEFAULT_PATHS,
     server: TlsServer | None = None,
     primary: RemotePrimary | None = None,
+    remotes: Sequence[RemotePrimary] = (),
     process_max: int = 2,
 ) -> str:
     """pgbackrest.conf. It holds the S3 key pair: write it 0600, owned by the workload user.
@@ -305,6 +306,10 @@ def render_config(
     lines += ["", f"[{stanza}]", *_pg_lines(1, pg)]
     if primary is not None:
         lines += ["backup-standby=y", *_remote_lines(2, primary)]
+    # Every other member: pgBackRest finds the primary (and a standby) among them by itself, so
+    # any member can run any command whatever the roles are now.
+    for index, remote in enumerate(remotes, start=2 + (primary is not None)):
+        lines += _remote_lines(index, remote)
     return "\n".join(lines) + "\n"
 
 

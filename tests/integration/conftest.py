@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from substrate import dcs, pods
 from substrate import patroni_cluster as pgcluster
 from workload import patroni
+
+if TYPE_CHECKING:  # boto3 and moto load only for the tests that use S3
+    from tests.integration.s3_server import S3Server
 
 
 def require_host() -> None:
@@ -54,3 +61,31 @@ def patroni_cluster(substrate: pods.Substrate, etcd: dcs.Etcd) -> pgcluster.Patr
     except patroni.PatroniError as e:
         pytest.fail(f"{e}\n{cluster.diagnostics()}", pytrace=False)
     return cluster
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3 server (moto behind stunnel, https://localhost) that checks credentials.
+
+    One per session: buckets are cheap, starting moto is not. Its key pair is the only one
+    accepted, so a test can show what a wrong key does.
+    """
+    missing = [tool for tool in ("stunnel4", "pgbackrest") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            f"integration tests need: {', '.join(missing)} (see tools/install-workload.sh)",
+            pytrace=False,
+        )
+    from tests.integration.s3_server import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
+
+    with S3Server(auth=True) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
+    """A new bucket named after the test, in the session's S3 server."""
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"{name}-{secrets.token_hex(4)}"
+    s3_server.create_bucket(bucket)
+    return bucket

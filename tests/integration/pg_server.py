@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,9 @@ def _initdb(base: Path, superuser: str, password: str) -> Path:
     return data_dir
 
 
-def _configure(data_dir: Path, socket_dir: Path, port: int) -> None:
+def _configure(
+    data_dir: Path, socket_dir: Path, port: int, extra: Mapping[str, str] | None = None
+) -> None:
     """Append our settings to postgresql.conf (so a reload never flags them as pending)."""
     settings = {
         "listen_addresses": "127.0.0.1",
@@ -124,10 +126,16 @@ def _configure(data_dir: Path, socket_dir: Path, port: int) -> None:
         "full_page_writes": "off",
         "synchronous_commit": "off",
         "shared_buffers": "32MB",
+        **(extra or {}),
     }
-    lines = [f"{name} = '{value}'" for name, value in settings.items()]
+    lines = [f"{name} = '{_quote(value)}'" for name, value in settings.items()]
     with (data_dir / "postgresql.conf").open("a") as conf:
         conf.write("\n# throwaway test server\n" + "\n".join(lines) + "\n")
+
+
+def _quote(value: str) -> str:
+    """A value inside single quotes in postgresql.conf (archive_command may hold quotes)."""
+    return value.replace("'", "''")
 
 
 def _start(data_dir: Path, log_file: Path) -> subprocess.Popen[bytes]:
@@ -163,9 +171,19 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def as_postgres(*argv: str) -> list[str]:
+    """`argv` run as the postgres OS user with a clean environment (initdb, pg_basebackup...)."""
+    return _as_postgres(*argv)
+
+
 @contextlib.contextmanager
-def pg_server(superuser: str = "postgres") -> Generator[PgServer, None, None]:
-    """Run a fresh PostgreSQL server for the duration of the ``with`` block."""
+def pg_server(
+    superuser: str = "postgres", settings: Mapping[str, str] | None = None
+) -> Generator[PgServer, None, None]:
+    """Run a fresh PostgreSQL server for the duration of the ``with`` block.
+
+    `settings` are appended to postgresql.conf before the first start (e.g. archive_mode).
+    """
     account = pwd.getpwnam(OS_USER)
     base = Path(tempfile.mkdtemp(prefix="pgtest-", dir="/tmp"))
     try:
@@ -182,7 +200,43 @@ def pg_server(superuser: str = "postgres") -> Generator[PgServer, None, None]:
             server = PgServer(
                 "127.0.0.1", port, superuser, password, data_dir, socket_dir, log_file
             )
-            _configure(data_dir, socket_dir, port)  # later lines win on a retry
+            _configure(data_dir, socket_dir, port, settings)  # later lines win on a retry
+            proc = _start(data_dir, log_file)
+            try:
+                if _wait_ready(proc, server):
+                    yield server
+                    return
+            finally:
+                _stop(proc)
+        raise RuntimeError(f"PostgreSQL could not start:\n{log_file.read_text()[-2000:]}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_data_dir(
+    data_dir: Path, superuser: str, password: str, settings: Mapping[str, str] | None = None
+) -> Generator[PgServer, None, None]:
+    """Run PostgreSQL on an existing data directory (a restore, a base backup) until the block ends.
+
+    The server gets a free port, its own socket directory and log file; `settings` are appended
+    to postgresql.conf. The data directory is the caller's: it is left in place.
+    """
+    account = pwd.getpwnam(OS_USER)
+    base = Path(tempfile.mkdtemp(prefix="pgrun-", dir="/tmp"))
+    try:
+        os.chown(base, account.pw_uid, account.pw_gid)
+        base.chmod(0o700)
+        socket_dir = base / "run"
+        socket_dir.mkdir()
+        os.chown(socket_dir, account.pw_uid, account.pw_gid)
+        log_file = base / "postgresql.log"
+        for _attempt in range(3):
+            port = _free_port()
+            server = PgServer(
+                "127.0.0.1", port, superuser, password, data_dir, socket_dir, log_file
+            )
+            _configure(data_dir, socket_dir, port, settings)
             proc = _start(data_dir, log_file)
             try:
                 if _wait_ready(proc, server):

@@ -232,7 +232,15 @@ def test_no_endpoints_beyond_the_known_ones(raw: dict[str, Any]) -> None:
 def test_actions(raw: dict[str, Any]) -> None:
     actions = raw["actions"]
 
-    assert set(actions) == {"get-password", "set-password", "get-primary", "promote-to-primary"}
+    assert set(actions) == {
+        "get-password",
+        "set-password",
+        "get-primary",
+        "promote-to-primary",
+        "create-backup",
+        "list-backups",
+        "restore",
+    }
     for name, action in actions.items():
         assert action["description"].strip(), name
         assert action["additionalProperties"] is False, name

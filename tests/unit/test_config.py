@@ -486,10 +486,17 @@ def test_option_names() -> None:
         "synchronous-node-count",
         "synchronous-mode-strict",
         "superuser-clients",
+        "backup-retention-full",
+        "backup-retention-type",
+        "backup-schedule-full",
+        "backup-schedule-incremental",
+        "backup-incremental-type",
     } <= names
     assert set(config_options.PARAMETER_OPTIONS) <= names
     assert set(config_options.EXTENSION_OPTIONS) <= names
-    assert len(names) == 5 + len(config_options.PARAMETER_OPTIONS) + len(config_options.EXTENSIONS)
+    assert len(names) == 10 + len(config_options.PARAMETER_OPTIONS) + len(
+        config_options.EXTENSIONS
+    )
 
 
 @pytest.mark.parametrize(
@@ -504,3 +511,31 @@ def test_superuser_clients(value: str, apps: set[str]) -> None:
 def test_superuser_clients_rejects_junk(value: str) -> None:
     with pytest.raises(config.InvalidConfigError, match="superuser-clients"):
         config.load_config({"superuser-clients": value})
+
+
+@pytest.mark.parametrize("option", ["backup-schedule-full", "backup-schedule-incremental"])
+@pytest.mark.parametrize("value", ["* * *", "61 * * * *", "bad", "0 0 31 2 *"])
+def test_backup_schedules_are_cron(option: str, value: str) -> None:
+    with pytest.raises(config.InvalidConfigError, match=option):
+        config.load_config({option: value})
+
+
+def test_backup_options() -> None:
+    cfg = config.load_config(
+        {
+            "backup-schedule-full": "0 2 * * 0",
+            "backup-schedule-incremental": " 0 * * * * ",
+            "backup-retention-full": 3,
+            "backup-retention-type": "count",
+            "backup-incremental-type": "diff",
+        }
+    )
+    assert (cfg.backup_schedule_full, cfg.backup_schedule_incremental) == (
+        "0 2 * * 0",
+        "0 * * * *",
+    )
+    assert (cfg.backup_retention_full, cfg.backup_retention_type) == (3, "count")
+    with pytest.raises(config.InvalidConfigError, match="backup-retention-full"):
+        config.load_config({"backup-retention-full": 0})
+    with pytest.raises(config.InvalidConfigError, match="backup-retention-type"):
+        config.load_config({"backup-retention-type": "weeks"})

@@ -1,0 +1,125 @@
+"""A restore across the application: stop every member, restore one, re-clone the others.
+
+The leader drives it through the peer data (`restore`), one phase per step, each step safe to
+repeat. Every unit keeps PostgreSQL stopped until its phase lets it start:
+  stopping  - every unit stops Patroni (and so PostgreSQL) and says so in its unit databag;
+  restoring - the leader's unit forgets the cluster in the DCS, moves its data aside, and starts
+              Patroni with a pgBackRest bootstrap: PostgreSQL recovers to the target, promotes;
+  replicas  - the other units empty their data directory and start: Patroni clones them;
+  done      - every member is healthy: the peer data is cleared.
+A failure stops the machine in `failed` with the reason; nothing is deleted, so the data moved
+aside can be put back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import ops
+
+import backups
+from state import RestoreState, State
+from workload import layout, patroni, pgbackrest
+
+logger = logging.getLogger(__name__)
+
+STOPPED_KEY = "restore-stopped"
+RESET_KEY = "restore-reset"
+ASIDE = layout.PGDATA + ".before-restore"
+# Recovery replays WAL: allow for a large archive before calling the restore failed.
+RESTORE_TIMEOUT = datetime.timedelta(hours=6)
+
+
+def bootstrap_command(state: State) -> str | None:
+    """The pgBackRest restore Patroni runs to bootstrap, on the restoring unit only."""
+    r = state.peer_data.restore
+    if r is None or r.phase != "restoring" or r.restorer != state.member:
+        return None
+    target: pgbackrest.RestoreTarget
+    if r.target_time:
+        target = pgbackrest.PointInTime(datetime.datetime.fromisoformat(r.target_time))
+    elif r.backup_id:
+        target = pgbackrest.BackupSet(r.backup_id)
+    else:
+        target = pgbackrest.Latest()
+    argv = pgbackrest.restore(pgbackrest.CONF_FILE, backups.stanza_name(state), target)
+    return " ".join(argv)
+
+
+def holds(state: State) -> bool:
+    """Whether this unit must keep PostgreSQL stopped now."""
+    r = state.peer_data.restore
+    if r is None or r.phase == "replicas":
+        return False
+    return not (r.phase == "restoring" and r.restorer == state.member)
+
+
+def unit_step(container: ops.Container, unit: ops.Unit, state: State) -> None:
+    """This unit's part: stop and say so; later, empty the data directory before re-cloning."""
+    r = state.peer_data.restore
+    if r is None or state.peers is None:
+        return
+    databag = state.peers.data[unit]
+    if holds(state):
+        services = container.get_services(layout.SERVICE_POSTGRESQL)
+        running = services.get(layout.SERVICE_POSTGRESQL)
+        if running is not None and running.is_running():
+            logger.info("restore %s: stopping PostgreSQL", r.id)
+            container.stop(layout.SERVICE_POSTGRESQL)
+        if databag.get(STOPPED_KEY) != r.id:
+            databag[STOPPED_KEY] = r.id
+        return
+    if r.phase == "replicas" and r.restorer != state.member and databag.get(RESET_KEY) != r.id:
+        logger.info("restore %s: emptying the data directory to clone the restored primary", r.id)
+        _run(container, ["rm", "-rf", layout.PGDATA])
+        databag[RESET_KEY] = r.id
+
+
+def _run(container: ops.Container, argv: list[str]) -> None:
+    container.exec(
+        argv, user=layout.WORKLOAD_USER, group=layout.WORKLOAD_GROUP, timeout=600
+    ).wait_output()
+
+
+def _all_acked(state: State, key: str, value: str) -> bool:
+    """Whether this unit and every peer unit wrote `key: value` in their unit databags."""
+    if state.peers is None or state.peer_unit_data.get(key) != value:
+        return False
+    return all(state.peers.data[u].get(key) == value for u in state.peers.units)
+
+
+def leader_step(
+    container: ops.Container, state: State, status: patroni.ClusterStatus | None
+) -> RestoreState | None:
+    """Leader: move the restore one phase on when its condition holds; the new state (None: done)."""
+    r = state.peer_data.restore
+    assert r is not None
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if r.phase == "stopping" and _all_acked(state, STOPPED_KEY, r.id):
+        try:
+            backups.dcs_remove(container, state)
+            _run(container, ["rm", "-rf", ASIDE])
+            _run(
+                container,
+                ["sh", "-c", f'[ ! -e "{layout.PGDATA}" ] || mv "{layout.PGDATA}" "{ASIDE}"'],
+            )
+        except ops.pebble.Error as e:
+            return r.model_copy(update={"phase": "failed", "message": f"cannot prepare: {e}"})
+        logger.info("restore %s: restoring on %s", r.id, state.member)
+        return r.model_copy(update={"phase": "restoring", "restorer": state.member})
+    if r.phase == "restoring":
+        leader = status.leader if status else None
+        if leader is not None and leader.name == r.restorer and leader.state == "running":
+            return r.model_copy(update={"phase": "replicas"})
+        started = datetime.datetime.fromisoformat(r.started)
+        if now - started > RESTORE_TIMEOUT:
+            return r.model_copy(update={"phase": "failed", "message": "recovery did not finish"})
+    if r.phase == "replicas" and status is not None:
+        healthy = [m for m in status.members if m.is_healthy]
+        if len(healthy) >= state.planned_units and status.leader is not None:
+            logger.info("restore %s: done", r.id)
+            if r.restorer == state.member:
+                _run(container, ["rm", "-rf", ASIDE])
+            return None
+    return r
