@@ -165,9 +165,12 @@ class BackupActions(ops.Object):
     def _on_notice(self, event: ops.PebbleCustomNoticeEvent) -> None:
         if event.notice.key != scheduler.NOTICE or not self.charm.unit.is_leader():
             return
-        kind = "full" if event.notice.last_data.get("kind") == "full" else "incremental"
-        fired = event.notice.last_data.get("at") or _utc_now().isoformat()
-        self.charm.record_fired(kind, fired)
+        try:
+            kind, at = scheduler.parse_notice(event.notice.last_data)
+        except ValueError as e:
+            logger.warning("ignoring a malformed schedule notice: %s", e)
+            return
+        self.charm.record_fired(kind, at.isoformat())
         if self._ready_error():
             logger.warning("scheduled %s backup skipped: %s", kind, self._ready_error())
             return

@@ -127,7 +127,8 @@ def patroni_settings(
         passwords=state.passwords,
         parameters=config.postgresql_parameters(state.config, memory_bytes),
         synchronous_node_count=config.synchronous_node_count(state.config, state.planned_units),
-        synchronous_mode_strict=state.config.synchronous_mode_strict,
+        # Alone, a strict primary would wait forever for a standby that cannot exist.
+        synchronous_mode_strict=state.config.synchronous_mode_strict and state.planned_units > 1,
         # Kubernetes scales down by removing the highest ordinals.
         departing=state.departing,
         # Names were validated by the leader; quoting keeps pg_hba keywords (all, replication,

@@ -13,10 +13,14 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
-from substrate import netns, pods
+from substrate import netns
+
+if TYPE_CHECKING:  # the pod's Pebble imports this module: it must not need the charm's code
+    from substrate import pods
 
 KUBERNETES_ENV_PREFIX = "PATRONI_KUBERNETES_"
 ETCD3_HOSTS_ENV = "PATRONI_ETCD3_HOSTS"

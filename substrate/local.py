@@ -78,6 +78,7 @@ def _load_test_charm(name: str) -> Callable[[], tuple[type[ops.CharmBase], Path]
 CHARMS: dict[str, Callable[[], tuple[type[ops.CharmBase], Path]]] = {
     "postgresql-k8s": _load_postgresql_charm,
     "app-requirer": _load_test_charm("app_requirer"),
+    "s3-provider": _load_test_charm("s3_provider"),
 }
 
 
@@ -176,6 +177,10 @@ class LocalBackend:
         unit_pod = self._pods.get(unit)
         path = str(unit_pod.socket) if unit_pod else str(self.substrate.run_dir / "no-pod.socket")
         return ops.pebble.Client(socket_path=path)
+
+    def pebble(self, unit: str) -> ops.pebble.Client:
+        """A Pebble client of the unit's workload container: the one the charm is given."""
+        return ops.pebble.Client(socket_path=str(self._unit_pod(unit).socket))
 
     def _watch(self, unit_pod: _UnitPod) -> None:
         """Turn Pebble's custom notices and check transitions into charm events (via a queue)."""
@@ -348,6 +353,15 @@ class LocalBackend:
         """Run a command in the unit's pod as root; stdout."""
         return self._unit_pod(unit).pod.exec(command, timeout=120).stdout
 
+    def write_file(
+        self, unit: str, path: str, data: str | bytes, *, mode: int = 0o600, owner: str = "root"
+    ) -> None:
+        """Write a file in the unit's pod, as `pebble push` would: no content in any argv.
+
+        The mode is set before the content is written; `owner` is a user (and its group).
+        """
+        self._unit_pod(unit).pod.write_file(path, data, mode=mode, owner=owner)
+
     def address(self, unit: str) -> str:
         """The unit's pod IP."""
         return self._unit_pod(unit).pod.ip
@@ -355,6 +369,19 @@ class LocalBackend:
     def service_address(self, service: str) -> str:
         """The HAProxy address standing in for a Kubernetes Service."""
         return self.router.address(service)
+
+    @property
+    def host_address(self) -> str:
+        """The host as every pod reaches it (the pods' gateway): where to listen for them."""
+        return self.substrate.host_ip
+
+    def add_host(self, name: str, ip: str) -> None:
+        """Make `name` resolve to `ip` in every pod, present and future (their /etc/hosts).
+
+        Kept when the Services' names are rewritten; for servers outside the model that pods
+        must reach by name, such as an S3 endpoint whose certificate names it.
+        """
+        self.substrate.add_host(name, ip)
 
     def kill(self, unit: str, process: str, signal: Signal = Signal.SIGKILL) -> None:
         """Signal the unit's processes whose command name is `process` (e.g. patroni, postgres)."""

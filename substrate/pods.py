@@ -19,6 +19,7 @@ import ipaddress
 import os
 import posixpath
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,9 @@ from workload import layout
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FIRST_POD_HOST = 10  # pod IPs are .10, .11, ...: below are the host's
 _LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.routing)
+# A DNS name of dot-separated labels (RFC 1123), as /etc/hosts takes them.
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,6 +378,7 @@ class Substrate:
         self._next_index = 0
         self._host_processes: list[subprocess.Popen[bytes]] = []
         self._extra_hosts: dict[str, str] = {}
+        self._static_hosts: dict[str, str] = {}
         self._closed = False
         try:
             self.stale_removed = netns.cleanup_stale(self.slot)
@@ -451,13 +456,33 @@ class Substrate:
         self._write_hosts()
 
     def set_extra_hosts(self, entries: Mapping[str, str]) -> None:
-        """Names every pod resolves besides the pods' own (e.g. Services): name -> IP."""
+        """Names every pod resolves besides the pods' own (e.g. Services): name -> IP.
+
+        Replaces the previous extra entries (the router owns them); static hosts stay.
+        """
         self._extra_hosts = dict(entries)
         self._write_hosts()
 
+    def add_host(self, name: str, ip: str) -> None:
+        """Make every pod, present and future, resolve `name` to `ip` until the run ends.
+
+        For servers outside the pods, such as an S3 endpoint listening on `host_ip`. Unlike the
+        entries of set_extra_hosts, these are never replaced by it; on a clash they win.
+        """
+        if not _HOSTNAME.match(name):
+            raise ValueError(f"not a host name: {name!r}")
+        self._static_hosts[name] = str(ipaddress.ip_address(ip))
+        self._write_hosts()
+
+    def remove_host(self, name: str) -> None:
+        """Forget a name added with add_host (no-op if unknown)."""
+        if self._static_hosts.pop(name, None) is not None:
+            self._write_hosts()
+
     def _write_hosts(self) -> None:
+        extra = self._extra_hosts | self._static_hosts
         for pod in self._pods.values():
-            pod.write_hosts(self._pods.values(), self._extra_hosts)
+            pod.write_hosts(self._pods.values(), extra)
 
     def start_host_process(
         self, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None

@@ -98,7 +98,9 @@ class Daemon:
             on_transition=on_check_transition,
             environment=env,
         )
-        self.execs = execs.ExecManager(self.changes, self.procs, env, self._service_config)
+        self.execs = execs.ExecManager(
+            self.changes, self.procs, env, self._service_config, env_filter=env_filter
+        )
         self._server: server.UnixServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -223,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dcs-etcd3",
         metavar="URL",
-        help="run services' Patroni on this etcd instead of Kubernetes (the local substrate)",
+        help="the local substrate: services and execs whose environment carries "
+        "PATRONI_KUBERNETES_* use this etcd as Patroni's DCS instead of Kubernetes",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(

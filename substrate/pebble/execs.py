@@ -198,8 +198,13 @@ class ExecManager:
         table: procs.ProcessTable,
         environment: Mapping[str, str],
         service_config: Callable[[str], Mapping[str, Any] | None],
+        *,
+        env_filter: Callable[[dict[str, str]], dict[str, str]] | None = None,
     ) -> None:
         self._store = store
+        # The same rewrite services get (the substrate's DCS translation): a command such as
+        # `patronictl` run with a service's environment must see what that service sees.
+        self._env_filter = env_filter
         self._table = table
         self._env = dict(environment)
         self._service_config = service_config
@@ -225,8 +230,14 @@ class ExecManager:
             )
         except procs.IdentityError as e:
             raise ExecError(str(e)) from e
-        extra = {**context.get("environment", {}), **(body.get("environment") or {})}
+        extra: dict[str, str] = {
+            **context.get("environment", {}),
+            **(body.get("environment") or {}),
+        }
         env = procs.child_environment(self._env, creds, extra)
+        if self._env_filter is not None:
+            env = self._env_filter(env)
+            extra = self._env_filter(extra)  # what the response reports, as rewritten
         cwd = merged.get("working-dir") or _home(
             creds.uid if creds.uid is not None else os.getuid()
         )

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from substrate.local import LocalBackend
+
+if TYPE_CHECKING:  # boto3 and moto load only for the modules that use S3
+    from tests.integration.s3_server import S3Server
+
+# The name pods give the S3 endpoint: its certificate names it (pgBackRest 2.45 ignores IP SANs).
+S3_DNS_NAME = "s3.substrate.test"
 
 
 @pytest.fixture(scope="module")
@@ -14,3 +21,19 @@ def juju() -> Iterator[LocalBackend]:
     """A fresh local model per test module; everything is torn down afterwards."""
     with LocalBackend() as backend:
         yield backend
+
+
+@pytest.fixture(scope="module")
+def s3(juju: LocalBackend) -> Iterator[S3Server]:
+    """An S3 server on the host that every pod of the module reaches at `s3.endpoint`.
+
+    moto behind stunnel, listening on the pods' gateway, its certificate issued by `s3.ca_pem`
+    for S3_DNS_NAME, which every pod resolves to that address. It checks signatures: only
+    `s3.access_key`/`s3.secret_key` are accepted. Stopped before the model is torn down, even
+    when a test failed; the processes also die with the test process.
+    """
+    from tests.integration.s3_server import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
+
+    with S3Server(listen_address=juju.host_address, dns_name=S3_DNS_NAME, auth=True) as server:
+        juju.add_host(S3_DNS_NAME, juju.host_address)
+        yield server

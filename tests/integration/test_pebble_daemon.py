@@ -6,6 +6,7 @@ what really happened: PIDs and their credentials in /proc, files on disk, signal
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,9 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, workdir: Path) -> Iterator[Daemon]:
+@contextlib.contextmanager
+def run_daemon(tmp_path: Path, workdir: Path, *options: str) -> Generator[Daemon, None, None]:
+    """`python -m substrate.pebble.daemon --hold [options]`, stopped on exit."""
     if os.geteuid() != 0:
         pytest.fail(
             "the Pebble daemon tests run services as other users: run them as root", pytrace=False
@@ -176,15 +178,24 @@ def daemon(tmp_path: Path, workdir: Path) -> Iterator[Daemon]:
         "--state-dir",
         str(tmp_path / "state"),
         "--hold",
+        *options,
     ]
     with (tmp_path / "daemon.log").open("wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    client = pebble.Client(socket_path=sock)
-    wait_for(lambda: os.path.exists(sock) and client.get_system_info())
-    yield Daemon(proc, sock, client, workdir)
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=20)
+    try:
+        client = pebble.Client(socket_path=sock)
+        wait_for(lambda: os.path.exists(sock) and client.get_system_info())
+        yield Daemon(proc, sock, client, workdir)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, workdir: Path) -> Iterator[Daemon]:
+    with run_daemon(tmp_path, workdir) as running:
+        yield running
 
 
 def test_layers_merge_replace_and_combine(daemon: Daemon) -> None:
@@ -590,6 +601,44 @@ def test_exec_output_errors_user_and_timeout(daemon: Daemon, workdir: Path) -> N
     assert time.monotonic() - started < 3
     with pytest.raises(pebble.APIError, match="cannot find executable"):
         client.exec(["no-such-command-here"])
+
+
+def test_dcs_etcd3_translates_services_and_execs_alike(tmp_path: Path, workdir: Path) -> None:
+    """With --dcs-etcd3, whatever starts with PATRONI_KUBERNETES_* is pointed at etcd3 instead.
+
+    A service (Patroni) and an exec (`patronictl` run with the layer's environment, or in the
+    service's context) go through the same translation; an exec without those variables is
+    left alone.
+    """
+    env = {
+        "PATRONI_KUBERNETES_NAMESPACE": "prod",
+        "PATRONI_KUBERNETES_POD_IP": "10.1.2.3",
+        "PATRONI_SCOPE": "pg",
+    }
+    show = "env | grep ^PATRONI_ | sort"
+    out_file = workdir / "service.env"
+    service: pebble.ServiceDict = {
+        "override": "replace",
+        "command": f"sh -c '{show} > {out_file}.tmp; mv {out_file}.tmp {out_file}; exec sleep 60'",
+        "environment": env,
+    }
+    with run_daemon(tmp_path, workdir, "--dcs-etcd3", "http://10.9.8.7:2379") as daemon:
+        daemon.client.add_layer("l", {"services": {"patroni": service}})
+        daemon.client.start_services(["patroni"])
+        from_service = wait_for(out_file.exists) and out_file.read_text()
+        from_exec, _ = daemon.client.exec(["sh", "-c", show], environment=env).wait_output()
+        in_context, _ = daemon.client.exec(
+            ["sh", "-c", show], service_context="patroni"
+        ).wait_output()
+        plain, _ = daemon.client.exec(
+            ["sh", "-c", show], environment={"PATRONI_SCOPE": "pg"}
+        ).wait_output()
+
+    etcd3 = ["PATRONI_ETCD3_HOSTS=10.9.8.7:2379", "PATRONI_SCOPE=pg"]
+    assert from_service.split() == etcd3
+    assert from_exec.split() == etcd3
+    assert in_context.split() == etcd3
+    assert plain.split() == ["PATRONI_SCOPE=pg"]
 
 
 def test_services_and_logs_through_the_cli(daemon: Daemon) -> None:

@@ -68,7 +68,13 @@ class AppRequirerCharm(ops.CharmBase):
     # -- what the provider published ---------------------------------------------------------
 
     def published(self) -> dict[str, str]:
-        """The provider's answer, read as this application's protocol reads it."""
+        """The provider's answer, or nothing once it is gone (a relation being removed)."""
+        try:
+            return self._published()
+        except (ops.SecretNotFoundError, ops.ModelError):
+            return {}
+
+    def _published(self) -> dict[str, str]:
         relation = self.model.get_relation(RELATION)
         if relation is None or relation.app is None:
             return {}
