@@ -7,11 +7,11 @@ import hashlib
 import json
 import logging
 import posixpath
-from collections.abc import Callable
 from typing import cast
 
 import ops
 
+import cluster
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from relations import s3 as s3_relation
 from state import State
@@ -100,10 +100,12 @@ def retention(state: State) -> pgbackrest.Retention:
     return pgbackrest.Retention.by_days(cfg.backup_retention_full)
 
 
-def read_tls(model: ops.Model) -> internal_tls.InternalTls | None:
+def read_tls(model: ops.Model, secret_id: str | None) -> internal_tls.InternalTls | None:
     """The members' shared TLS material for pgBackRest's servers, once the leader made it."""
+    if not secret_id:
+        return None
     try:
-        content = model.get_secret(label=TLS_SECRET_LABEL).get_content(refresh=True)
+        content = model.get_secret(id=secret_id).get_content(refresh=True)
     except (ops.SecretNotFoundError, ops.ModelError):
         return None
     if not {"ca", "cert", "key"} <= content.keys():
@@ -111,22 +113,24 @@ def read_tls(model: ops.Model) -> internal_tls.InternalTls | None:
     return internal_tls.InternalTls(ca=content["ca"], cert=content["cert"], key=content["key"])
 
 
-def ensure_tls(app: ops.Application, model: ops.Model, state: State) -> None:
-    """Leader: make the TLS material once; members are named `<pod>.<app>-endpoints`."""
-    if read_tls(model) is not None:
-        return
+def ensure_tls(app: ops.Application, model: ops.Model, state: State) -> str:
+    """Leader: make the TLS material once (members are `<pod>.<app>-endpoints`); its secret id."""
+    if state.peer_data.backup_tls_secret and read_tls(model, state.peer_data.backup_tls_secret):
+        return state.peer_data.backup_tls_secret
     names = [f"*.{state.app_name}-endpoints", f"*.{state.app_name}-endpoints.{state.namespace}"]
     names.append(f"*.{state.app_name}-endpoints.{state.namespace}.svc.cluster.local")
     tls = internal_tls.generate(CLIENT_CN, names)
-    app.add_secret(
+    secret = app.add_secret(
         {"ca": tls.ca, "cert": tls.cert, "key": tls.key},
         label=TLS_SECRET_LABEL,
         description="pgBackRest servers' TLS",
     )
+    assert secret.id is not None
+    return secret.id
 
 
 def reconcile_files(
-    workload_write: Callable[[str, str, int], bool],
+    workload: cluster.Workload,
     state: State,
     s3: s3_relation.S3State,
     tls: internal_tls.InternalTls | None,
@@ -134,6 +138,9 @@ def reconcile_files(
     """Write pgbackrest.conf, its password file, TLS and CA files; True if the server can run."""
     if s3.settings is None or tls is None or state.passwords is None:
         return False
+    for path in (*pgbackrest.DEFAULT_PATHS.directories(), TLS_DIR):
+        workload.ensure_dir(path)  # pgBackRest does not create its log directory itself
+    workload_write = workload.write
     workload_write(pgbackrest.CONF_FILE, render(state, s3.settings), 0o600)
     workload_write(PGPASS_FILE, _pgpass(state.passwords[layout.SystemUser.OPERATOR]), 0o600)
     workload_write(TLS_FILES.ca_file, tls.ca, 0o600)

@@ -139,6 +139,9 @@ class PostgresqlK8sCharm(ops.CharmBase):
         """Bring this unit, and from the leader the cluster, to the goal; safe to run any time."""
         if self.state.is_leader:
             self._reconcile_secret()
+            if self.s3_state.related:
+                tls_id = backups.ensure_tls(self.app, self.model, self.state)
+                self._leader_save({"backup_tls_secret": tls_id})
             self._leader_save(self._restore_step())
         settings = self._reconcile_unit()
         if settings is None or not self.state.is_leader:
@@ -219,10 +222,8 @@ class PostgresqlK8sCharm(ops.CharmBase):
     def _backup_services(self) -> dict[str, ops.pebble.ServiceDict]:
         """PgBackRest's server on every unit, the backup scheduler on the leader's."""
         st = self.state
-        if st.is_leader and self.s3_state.related:
-            backups.ensure_tls(self.app, self.model, st)
-        tls = backups.read_tls(self.model)
-        server = backups.reconcile_files(self.workload.write, st, self.s3_state, tls)
+        tls = backups.read_tls(self.model, st.peer_data.backup_tls_secret)
+        server = backups.reconcile_files(self.workload, st, self.s3_state, tls)
         services = {
             backups.SERVICE: pebble.pgbackrest_server(
                 backups.pgbackrest.CONF_FILE, backups.PGPASS_FILE, enabled=server

@@ -62,20 +62,24 @@ class Workload:
         existing directory with another owner or mode is handed to the workload user.
         """
         for path in layout.WORKLOAD_DIRS:
-            if not self.container.exists(path):
-                self.container.make_dir(
-                    path,
-                    make_parents=True,
-                    permissions=_DIR_MODE,
-                    user=layout.WORKLOAD_USER,
-                    group=layout.WORKLOAD_GROUP,
-                )
-                continue
-            info = self.container.list_files(path, itself=True)[0]
-            if info.user != layout.WORKLOAD_USER or info.permissions != _DIR_MODE:
-                owner = f"{layout.WORKLOAD_USER}:{layout.WORKLOAD_GROUP}"
-                self.container.exec(["chown", owner, path]).wait()
-                self.container.exec(["chmod", f"{_DIR_MODE:o}", path]).wait()
+            self.ensure_dir(path)
+
+    def ensure_dir(self, path: str) -> None:
+        """One directory owned by the workload user, mode 0700 (created or taken over)."""
+        if not self.container.exists(path):
+            self.container.make_dir(
+                path,
+                make_parents=True,
+                permissions=_DIR_MODE,
+                user=layout.WORKLOAD_USER,
+                group=layout.WORKLOAD_GROUP,
+            )
+            return
+        info = self.container.list_files(path, itself=True)[0]
+        if info.user != layout.WORKLOAD_USER or info.permissions != _DIR_MODE:
+            owner = f"{layout.WORKLOAD_USER}:{layout.WORKLOAD_GROUP}"
+            self.container.exec(["chown", owner, path]).wait()
+            self.container.exec(["chmod", f"{_DIR_MODE:o}", path]).wait()
 
     def write(self, path: str, content: str, mode: int = 0o600) -> bool:
         """Write a file owned by the workload user if its content differs; True if written."""

@@ -55,6 +55,7 @@ class PeerAppData(pydantic.BaseModel):
     # the relation's), why the repository cannot be used, the restore in progress, and when the
     # last backups succeeded or a schedule fired (kind -> ISO time, UTC).
     backup_stanza: str = pydantic.Field(default="", alias="backup-stanza")
+    backup_tls_secret: str = pydantic.Field(default="", alias="backup-tls-secret")
     backup_error: str = pydantic.Field(default="", alias="backup-error")
     restore: RestoreState | None = pydantic.Field(default=None, alias="restore")
     backup_succeeded: dict[str, str] = pydantic.Field(default={}, alias="backup-succeeded")
