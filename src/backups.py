@@ -10,6 +10,7 @@ import posixpath
 from typing import cast
 
 import ops
+import psycopg
 
 import cluster
 from charms.postgresql_k8s.v0 import postgresql as pglib
@@ -108,9 +109,11 @@ def read_tls(model: ops.Model, secret_id: str | None) -> internal_tls.InternalTl
         content = model.get_secret(id=secret_id).get_content(refresh=True)
     except (ops.SecretNotFoundError, ops.ModelError):
         return None
-    if not {"ca", "cert", "key"} <= content.keys():
+    if not {"ca-cert", "cert", "key"} <= content.keys():
         return None
-    return internal_tls.InternalTls(ca=content["ca"], cert=content["cert"], key=content["key"])
+    return internal_tls.InternalTls(
+        ca=content["ca-cert"], cert=content["cert"], key=content["key"]
+    )
 
 
 def ensure_tls(app: ops.Application, model: ops.Model, state: State) -> str:
@@ -121,7 +124,7 @@ def ensure_tls(app: ops.Application, model: ops.Model, state: State) -> str:
     names.append(f"*.{state.app_name}-endpoints.{state.namespace}.svc.cluster.local")
     tls = internal_tls.generate(CLIENT_CN, names)
     secret = app.add_secret(
-        {"ca": tls.ca, "cert": tls.cert, "key": tls.key},
+        {"ca-cert": tls.ca, "cert": tls.cert, "key": tls.key},
         label=TLS_SECRET_LABEL,
         description="pgBackRest servers' TLS",
     )
@@ -168,22 +171,28 @@ def run(container: ops.Container, argv: list[str], timeout: float = COMMAND_TIME
         stderr = (failed.stderr or "") + (failed.stdout or "")
         error = pgbackrest.PgBackRestError.from_stderr(failed.exit_code, stderr)
         raise BackupError(str(error.diagnosis)) from None
-    except ops.pebble.TimeoutError:
+    except (ops.pebble.TimeoutError, ops.pebble.ChangeError):
         raise BackupError(f"{argv[-1]} did not finish within {timeout:.0f} s") from None
+
+
+# Probes fail fast: an unreachable endpoint or member should not hold a hook for minutes.
+PROBE_OPTIONS = ("--io-timeout=15", "--db-timeout=15", "--protocol-timeout=30")
+
+
+def _probe(argv: list[str]) -> list[str]:
+    return [*argv[:-1], *PROBE_OPTIONS, argv[-1]]
 
 
 def ensure_stanza(container: ops.Container, state: State) -> None:
     """Leader: create the stanza, or check it is this cluster's (pgBackRest finds the primary)."""
-    run(
-        container,
-        pgbackrest.stanza_create(pgbackrest.CONF_FILE, stanza_name(state)),
-        PROBE_TIMEOUT,
-    )
+    argv = pgbackrest.stanza_create(pgbackrest.CONF_FILE, stanza_name(state))
+    run(container, _probe(argv), PROBE_TIMEOUT)
 
 
 def info(container: ops.Container, state: State) -> pgbackrest.StanzaInfo | None:
     """The stanza's backups and archive."""
-    out = run(container, pgbackrest.info(pgbackrest.CONF_FILE, stanza_name(state)), PROBE_TIMEOUT)
+    argv = pgbackrest.info(pgbackrest.CONF_FILE, stanza_name(state))
+    out = run(container, _probe(argv), PROBE_TIMEOUT)
     stanzas = pgbackrest.parse_info(out)
     return stanzas[0] if stanzas else None
 
@@ -234,6 +243,8 @@ def reconcile_stanza(
         wanted = {"backup_stanza": "", "backup_error": s3.error or ""}
     elif state.peer_data.backup_stanza == settings_digest(state, s3.settings):
         return {}
+    elif not servers_ready(state, settings_digest(state, s3.settings)):
+        return {}  # pgBackRest looks for the primary among every member: wait for them all
     else:
         try:
             ensure_stanza(container, state)
@@ -247,24 +258,46 @@ def reconcile_stanza(
     return {} if wanted == current else wanted
 
 
-def _segment(wal_name: str) -> int:
-    """A WAL file's position as a segment count (timeline ignored; 16 MB segments)."""
-    return int(wal_name[8:16], 16) * 0x100 + int(wal_name[16:24], 16)
+def _segment(wal_name: str) -> int | None:
+    """A WAL segment's position as a count (timeline ignored; 16 MB segments), None otherwise.
+
+    The last archived file can also be a timeline history file or a backup label.
+    """
+    head = wal_name[:24]
+    if len(head) != 24 or any(c not in "0123456789ABCDEFabcdef" for c in head):
+        return None
+    return int(head[8:16], 16) * 0x100 + int(head[16:24], 16)
 
 
 def archive_lag(db: pglib.PostgreSQL) -> str:
     """How far WAL archiving is behind the primary's current WAL file, for the status line."""
-    with db.connect() as conn:
-        row = conn.execute(
-            "SELECT last_archived_wal, pg_walfile_name(pg_current_wal_lsn()),"
-            " coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false)"
-            " FROM pg_stat_archiver"
-        ).fetchone()
+    try:
+        with db.connect() as conn:
+            row = conn.execute(
+                "SELECT last_archived_wal, pg_walfile_name(pg_current_wal_lsn()),"
+                " coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false)"
+                " FROM pg_stat_archiver"
+            ).fetchone()
+    except psycopg.Error as e:
+        raise pglib.PostgreSQLError(f"cannot read pg_stat_archiver: {e}") from None
     assert row is not None
     last, current, failing = row
     if failing:
         return "WAL archiving failing"
     if not last:
         return "no WAL archived yet"
-    behind = max(_segment(str(current)) - _segment(str(last)) - 1, 0)
+    last_segment, current_segment = _segment(str(last)), _segment(str(current))
+    if last_segment is None or current_segment is None:
+        return "WAL archiving on"
+    behind = max(current_segment - last_segment - 1, 0)
     return f"archive lag {behind} WAL file{'s' if behind != 1 else ''}"
+
+
+SERVER_KEY = "pgbackrest-server"
+
+
+def servers_ready(state: State, digest: str) -> bool:
+    """Whether every unit runs its pgBackRest server with the configuration for `digest`."""
+    if state.peers is None or state.peer_unit_data.get(SERVER_KEY) != digest:
+        return False
+    return all(state.peers.data[u].get(SERVER_KEY) == digest for u in state.peers.units)

@@ -207,16 +207,12 @@ class PostgresqlK8sCharm(ops.CharmBase):
         changed = cluster.reconcile_files(self.workload, settings)
         restore.unit_step(self.container, self.unit, st)
         if not restore.holds(st):
-            cluster.reconcile_layer(
-                self.workload,
-                st,
-                changed,
-                metrics=self._monitoring_ready(),
-                extra_services=self._backup_services(),
-            )
-        digest = client_policy.rules_digest(st.peer_data.client_rules)
-        if st.peers is not None and st.peer_unit_data.get(clients.UNIT_DIGEST_KEY) != digest:
-            st.peers.data[self.unit][clients.UNIT_DIGEST_KEY] = digest
+            services = self._backup_services()
+            cluster.reconcile_layer(self.workload, st, changed, self._monitoring_ready(), services)
+            if st.peer_data.restore is not None:  # released: start even if the plan is the same
+                self.container.replan()
+            self._ack(backups.SERVER_KEY, self._server_digest(services))
+        self._ack(clients.UNIT_DIGEST_KEY, client_policy.rules_digest(st.peer_data.client_rules))
         return settings
 
     def _backup_services(self) -> dict[str, ops.pebble.ServiceDict]:
@@ -244,6 +240,18 @@ class PostgresqlK8sCharm(ops.CharmBase):
         else:
             services[scheduler.SERVICE] = {**scheduler.service(), "startup": "disabled"}
         return services
+
+    def _ack(self, key: str, value: str) -> None:
+        """Tell the leader, through this unit's peer databag, what this unit has applied."""
+        st = self.state
+        if st.peers is not None and st.peer_unit_data.get(key) != value:
+            st.peers.data[self.unit][key] = value
+
+    def _server_digest(self, services: Mapping[str, ops.pebble.ServiceDict]) -> str:
+        """The settings digest this unit's pgBackRest server runs with, or empty."""
+        settings = self.s3_state.settings
+        enabled = services.get(backups.SERVICE, {}).get("startup") == "enabled"
+        return backups.settings_digest(self.state, settings) if settings and enabled else ""
 
     def _reconcile_secret(self) -> None:
         """Leader: create the system users' secret once and publish its id to the peers."""

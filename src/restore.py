@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import shlex
 
 import ops
 
@@ -44,7 +45,7 @@ def bootstrap_command(state: State) -> str | None:
     else:
         target = pgbackrest.Latest()
     argv = pgbackrest.restore(pgbackrest.CONF_FILE, backups.stanza_name(state), target)
-    return " ".join(argv)
+    return shlex.join(argv)  # Patroni splits it the way a shell would
 
 
 def holds(state: State) -> bool:
@@ -64,7 +65,8 @@ def unit_step(container: ops.Container, unit: ops.Unit, state: State) -> None:
     if holds(state):
         services = container.get_services(layout.SERVICE_POSTGRESQL)
         running = services.get(layout.SERVICE_POSTGRESQL)
-        if running is not None and running.is_running():
+        # Also a Patroni in backoff: Pebble would start it again behind the restore's back.
+        if running is not None and running.current != ops.pebble.ServiceStatus.INACTIVE:
             logger.info("restore %s: stopping PostgreSQL", r.id)
             container.stop(layout.SERVICE_POSTGRESQL)
         if databag.get(STOPPED_KEY) != r.id:
@@ -99,11 +101,12 @@ def leader_step(
     if r.phase == "stopping" and _all_acked(state, STOPPED_KEY, r.id):
         try:
             backups.dcs_remove(container, state)
-            _run(container, ["rm", "-rf", ASIDE])
-            _run(
-                container,
-                ["sh", "-c", f'[ ! -e "{layout.PGDATA}" ] || mv "{layout.PGDATA}" "{ASIDE}"'],
+            # The data from before the first attempt stays aside until a restore succeeds.
+            keep = (
+                f'if [ -e "{ASIDE}" ]; then rm -rf "{layout.PGDATA}";'
+                f' elif [ -e "{layout.PGDATA}" ]; then mv "{layout.PGDATA}" "{ASIDE}"; fi'
             )
+            _run(container, ["sh", "-c", keep])
         except ops.pebble.Error as e:
             return r.model_copy(update={"phase": "failed", "message": f"cannot prepare: {e}"})
         logger.info("restore %s: restoring on %s", r.id, state.member)
