@@ -1,5 +1,5 @@
 # The project's commands. `make test` is what CI runs (.ci/run) and what the README gives.
-.PHONY: test unit integration coverage e2e lint deps demo demo-keep bench
+.PHONY: test unit integration coverage e2e lint deps demo demo-keep bench bench-backup
 
 UV ?= uv
 PYTEST = $(UV) run --frozen pytest
@@ -39,3 +39,7 @@ bench: deps
 
 # Every tier; pytest exits 5 when nothing is collected, which fails the build.
 test: deps lint unit integration e2e coverage
+
+# Backup and restore through the charm against pgBackRest run directly; JSON last line.
+bench-backup: deps
+	$(UV) run --frozen python -m substrate bench-backup

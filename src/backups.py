@@ -177,10 +177,12 @@ def run(container: ops.Container, argv: list[str], timeout: float = COMMAND_TIME
 
 # Probes fail fast: an unreachable endpoint or member should not hold a hook for minutes.
 PROBE_OPTIONS = ("--io-timeout=15", "--db-timeout=15", "--protocol-timeout=30")
+INFO_PROBE_OPTIONS = ("--io-timeout=15", "--protocol-timeout=30")  # info takes no db-timeout
 
 
 def _probe(argv: list[str]) -> list[str]:
-    return [*argv[:-1], *PROBE_OPTIONS, argv[-1]]
+    options = PROBE_OPTIONS if argv[-1] == "stanza-create" else INFO_PROBE_OPTIONS
+    return [*argv[:-1], *options, argv[-1]]
 
 
 def ensure_stanza(container: ops.Container, state: State) -> None:

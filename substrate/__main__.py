@@ -1,4 +1,4 @@
-"""Command line of the local substrate: `python -m substrate demo [--keep]` and `... bench`."""
+"""Command line of the local substrate: `python -m substrate demo [--keep]`, `bench`, `bench-backup`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--units", type=int, default=3)
     bench = sub.add_parser("bench", help="bootstrap, failover and switchover figures as JSON")
     bench.add_argument("--output", type=Path, help="also write the JSON to this file")
+    bench_backup = sub.add_parser(
+        "bench-backup", help="backup and restore through the charm against pgBackRest directly"
+    )
+    bench_backup.add_argument("--scale", type=int, default=10, help="pgbench scale (~15 MB each)")
+    bench_backup.add_argument("--output", type=Path, help="also write the JSON to this file")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     level = logging.INFO if args.verbose else logging.WARNING
@@ -34,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from substrate import demo as demo_module  # noqa: PLC0415 - after sys.path is set
 
         return demo_module.main(keep=args.keep, units=args.units)
+    if args.command == "bench-backup":
+        from substrate import bench_backup  # noqa: PLC0415 - after sys.path is set
+
+        return bench_backup.main(scale=args.scale, output=args.output)
     from substrate import bench as bench_module  # noqa: PLC0415 - after sys.path is set
 
     return bench_module.main(output=args.output)

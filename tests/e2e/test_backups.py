@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from substrate.local import LocalBackend
+from substrate.s3 import S3Server
 from tests.e2e.helpers import APP, connect, leader, password, roles_settled, wait
-from tests.integration.s3_server import S3Server
 
 pytestmark = pytest.mark.e2e
 

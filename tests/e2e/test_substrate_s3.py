@@ -13,9 +13,9 @@ import json
 import pytest
 
 from substrate.local import LocalBackend
+from substrate.s3 import S3Server
 from tests.e2e.conftest import S3_DNS_NAME
 from tests.e2e.helpers import APP
-from tests.integration.s3_server import S3Server
 from workload import layout
 
 pytestmark = pytest.mark.e2e

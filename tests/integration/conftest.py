@@ -15,7 +15,7 @@ from substrate import patroni_cluster as pgcluster
 from workload import patroni
 
 if TYPE_CHECKING:  # boto3 and moto load only for the tests that use S3
-    from tests.integration.s3_server import S3Server
+    from substrate.s3 import S3Server
 
 
 def require_host() -> None:
@@ -76,7 +76,7 @@ def s3_server() -> Iterator[S3Server]:
             f"integration tests need: {', '.join(missing)} (see tools/install-workload.sh)",
             pytrace=False,
         )
-    from tests.integration.s3_server import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
+    from substrate.s3 import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
 
     with S3Server(auth=True) as server:
         yield server

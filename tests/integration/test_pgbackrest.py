@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from substrate.s3 import CertificateAuthority, S3Server
 from tests.integration import pg_server as pg
 from tests.integration.pg_server import PgServer
 from tests.integration.polling import eventually
-from tests.integration.s3_server import CertificateAuthority, S3Server
 from workload import pgbackrest as pb
 
 pytestmark = pytest.mark.integration

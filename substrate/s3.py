@@ -271,7 +271,7 @@ class S3Server:
             self._dir = None
 
     def log_text(self) -> str:
-        """moto's and stunnel's output, for diagnostics."""
+        """Moto's and stunnel's output, for diagnostics."""
         logs = [self._workdir / "moto.log", self._workdir / "stunnel.log"]
         return "\n".join(p.read_text(errors="replace") for p in logs if p.exists())
 
@@ -323,7 +323,7 @@ class S3Server:
             endpoint_url=self._moto_url,
             region_name=self.region,
             aws_access_key_id="setup",
-            aws_secret_access_key="setup",
+            aws_secret_access_key="setup",  # noqa: S106 - moto accepts any key before auth is on
         )
         iam.create_user(UserName="backup")
         iam.put_user_policy(

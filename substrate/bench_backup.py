@@ -1,0 +1,188 @@
+"""Backup and restore through the charm against pgBackRest run by hand on the same data.
+
+Deploys 3 units related to an S3 server (moto behind stunnel), loads a pgbench database, then
+measures: a full backup through `create-backup` (from a replica) and the same full backup run
+directly with pgBackRest in that unit's pod; a restore through the `restore` action (to a
+writable primary, and to every unit healthy again) and pgBackRest's own restore of that backup
+into an empty directory of the same pod, followed by PostgreSQL's recovery on it. Prints one
+JSON object as its last output; `*_overhead_ratio` is charm time / direct time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from substrate.demo import APP, roles_settled
+from substrate.local import LocalBackend
+from substrate.s3 import S3Server
+
+UNITS = 3
+S3_NAME = "s3.substrate.test"
+BUCKET = "bench"
+CONF = "/var/lib/postgresql/conf/pgbackrest.conf"
+PGPASS = "/var/lib/postgresql/conf/pgbackrest.pgpass"
+SCRATCH = "/var/lib/postgresql/data/bench-restore"
+PG_BIN = "/usr/lib/postgresql/15/bin"
+SOCKETS = "/var/lib/postgresql/run"
+
+
+def _leader(b: LocalBackend) -> str:
+    return next(u.name for u in b.status().app_units(APP) if u.leader)
+
+
+def _password(b: LocalBackend) -> str:
+    return str(b.run_action(_leader(b), "get-password")["password"])
+
+
+def _as_postgres(*argv: str) -> list[str]:
+    env = ["env", f"PGPASSFILE={PGPASS}", "PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *env, *argv]
+
+
+def _timed(action: Any) -> float:
+    start = time.monotonic()
+    action()
+    return round(time.monotonic() - start, 2)
+
+
+def _load(b: LocalBackend, scale: int) -> int:
+    host = b.service_address(f"{APP}-primary")
+    env = {"PGPASSWORD": _password(b), "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [
+            f"{PG_BIN}/pgbench",
+            "-i",
+            "-q",
+            "-s",
+            str(scale),
+            "-h",
+            host,
+            "-U",
+            "operator",
+            "postgres",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    with psycopg.connect(
+        host=host, user="operator", password=env["PGPASSWORD"], dbname="postgres"
+    ) as c:
+        row = c.execute("SELECT sum(pg_database_size(datname)) FROM pg_database").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _replica(b: LocalBackend) -> str:
+    return next(u.name for u in b.status().app_units(APP) if u.message != "primary")
+
+
+def _direct_restore(b: LocalBackend, unit: str, backup_id: str) -> tuple[float, float]:
+    """PgBackRest's restore into an empty directory, then recovery to a writable server."""
+    b.exec(unit, ["rm", "-rf", SCRATCH])
+    files = _timed(
+        lambda: b.exec(
+            unit,
+            _as_postgres(
+                "pgbackrest", f"--config={CONF}", f"--stanza={APP}", f"--pg1-path={SCRATCH}",
+                f"--set={backup_id}", "--type=immediate", "--target-action=promote",
+                "--archive-mode=off", "restore",
+            ),
+        )
+    )  # fmt: skip
+    options = f"-p 5499 -k {SOCKETS} -c listen_addresses='' -c archive_mode=off"
+    start = time.monotonic()
+    b.exec(
+        unit,
+        _as_postgres(f"{PG_BIN}/pg_ctl", "-D", SCRATCH, "-w", "-t", "600", "-o", options, "start"),
+    )
+    psql = [f"{PG_BIN}/psql", "-h", SOCKETS, "-p", "5499", "-U", "operator", "-d", "postgres"]
+    while "f" not in b.exec(unit, _as_postgres(*psql, "-Atc", "SELECT pg_is_in_recovery()")):
+        time.sleep(0.2)
+    recovered = round(time.monotonic() - start, 2)
+    b.exec(unit, _as_postgres(f"{PG_BIN}/pg_ctl", "-D", SCRATCH, "-w", "-m", "immediate", "stop"))
+    b.exec(unit, ["rm", "-rf", SCRATCH])
+    return files, recovered
+
+
+def run(scale: int) -> dict[str, Any]:
+    """Every measurement on a fresh deployment; the figures."""
+    figures: dict[str, Any] = {"units": UNITS, "host": platform.node(), "pgbench_scale": scale}
+    with (
+        LocalBackend() as b,
+        S3Server(listen_address=b.host_address, dns_name=S3_NAME, auth=True) as s3,
+    ):
+        b.add_host(S3_NAME, b.host_address)
+        s3.create_bucket(BUCKET)
+        data = s3.relation_data(BUCKET, "/bench")
+        config = {k: v for k, v in data.items() if k != "tls-ca-chain"} | {
+            "tls-ca-chain": s3.ca_pem
+        }
+        b.deploy(APP, units=UNITS)
+        b.deploy("s3", charm="s3-provider", config=config)
+        b.integrate(APP, "s3:s3-credentials")
+        b.wait_for(roles_settled(APP, UNITS), timeout=300, what="a healthy cluster")
+        b.wait_for(lambda s: "WAL" in s.apps[APP][1], timeout=300, what="archiving")
+        figures["database_bytes"] = _load(b, scale)
+        leader = _leader(b)
+        result: dict[str, Any] = {}
+        figures["backup_charm_s"] = _timed(
+            lambda: result.update(b.run_action(leader, "create-backup", {"type": "full"}))
+        )
+        backup_id = str(result["backup-id"])
+        figures["backup_direct_s"] = _timed(
+            lambda: b.exec(
+                leader,
+                _as_postgres("pgbackrest", f"--config={CONF}", f"--stanza={APP}",
+                             "--type=full", "--backup-standby", "backup"),
+            )
+        )  # fmt: skip
+        figures["backup_overhead_ratio"] = round(
+            figures["backup_charm_s"] / figures["backup_direct_s"], 2
+        )
+        files, recovered = _direct_restore(b, _replica(b), backup_id)
+        figures["restore_direct_files_s"] = files
+        figures["restore_direct_writable_s"] = round(files + recovered, 2)
+        start = time.monotonic()
+        b.run_action(leader, "restore", {"backup-id": backup_id})
+        host = b.service_address(f"{APP}-primary")
+
+        def writable() -> bool:
+            try:
+                with psycopg.connect(host=host, user="operator", password=_password(b),
+                                     dbname="postgres", connect_timeout=3) as c:  # fmt: skip
+                    return c.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
+            except psycopg.Error:
+                return False
+
+        b.wait_for(lambda s: writable(), timeout=1800, what="a writable restored primary")
+        figures["restore_charm_writable_s"] = round(time.monotonic() - start, 2)
+        b.wait_for(
+            lambda s: roles_settled(APP, UNITS)(s) and "restore" not in s.apps[APP][1],
+            timeout=1800,
+            what="every unit healthy after the restore",
+        )
+        figures["restore_charm_all_units_s"] = round(time.monotonic() - start, 2)
+        figures["restore_overhead_ratio"] = round(
+            figures["restore_charm_writable_s"] / figures["restore_direct_writable_s"], 2
+        )
+    return figures
+
+
+def main(scale: int = 10, output: Path | None = None) -> int:
+    """Run, print the JSON (last line) and optionally write it to a file."""
+    figures = run(scale)
+    text = json.dumps(figures, sort_keys=True)
+    if output is not None:
+        output.write_text(text + "\n")
+    print(text)
+    sys.stdout.flush()
+    return 0
