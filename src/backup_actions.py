@@ -51,8 +51,12 @@ class BackupActions(ops.Object):
         self.framework.observe(on.restore_action, self._on_restore)
         self.framework.observe(on.postgresql_pebble_custom_notice, self._on_notice)
 
-    def _ready_error(self) -> str | None:
+    def _ready_error(self, restoring: bool = False) -> str | None:
+        """Why backups (or, with `restoring`, a new restore) cannot run now; None if they can."""
         st, s3 = self.charm.state, self.charm.s3_state
+        r = st.peer_data.restore
+        if r is not None and r.phase == "failed" and not restoring:
+            return f"the last restore failed ({r.message}): run restore again"
         if not s3.related:
             return "no S3 repository: integrate with an s3-parameters provider first"
         if s3.error:
@@ -137,7 +141,7 @@ class BackupActions(ops.Object):
         if not self.charm.unit.is_leader():
             event.fail("restore must run on the leader unit")
             return
-        error = self._ready_error()
+        error = self._ready_error(restoring=True)
         if error:
             event.fail(error)
             return

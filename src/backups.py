@@ -16,7 +16,7 @@ import cluster
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from relations import s3 as s3_relation
 from state import State
-from workload import internal_tls, layout, patroni, pgbackrest
+from workload import internal_tls, layout, patroni, pebble, pgbackrest, scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -303,3 +303,29 @@ def servers_ready(state: State, digest: str) -> bool:
     if state.peers is None or state.peer_unit_data.get(SERVER_KEY) != digest:
         return False
     return all(state.peers.data[u].get(SERVER_KEY) == digest for u in state.peers.units)
+
+
+def services(
+    workload: cluster.Workload,
+    state: State,
+    s3: s3_relation.S3State,
+    tls: internal_tls.InternalTls | None,
+) -> tuple[dict[str, ops.pebble.ServiceDict], str]:
+    """PgBackRest's server on every unit, the backup scheduler on the leader's; files they need.
+
+    Returns the services for the layer and the settings digest this unit's server runs with
+    (empty when it does not run), which the unit acknowledges to the leader.
+    """
+    server = reconcile_files(workload, state, s3, tls)
+    layer = {SERVICE: pebble.pgbackrest_server(pgbackrest.CONF_FILE, PGPASS_FILE, enabled=server)}
+    cfg = state.config
+    full = cfg.backup_schedule_full if cfg else ""
+    incremental = cfg.backup_schedule_incremental if cfg else ""
+    if state.is_leader and server and (full or incremental):
+        workload.write(scheduler.SCRIPT_PATH, scheduler.script(), 0o755)
+        workload.write(scheduler.SCHEDULE_PATH, scheduler.schedule_file(full, incremental), 0o600)
+        layer[scheduler.SERVICE] = scheduler.service()
+    else:
+        layer[scheduler.SERVICE] = {**scheduler.service(), "startup": "disabled"}
+    digest = settings_digest(state, s3.settings) if server and s3.settings else ""
+    return layer, digest

@@ -24,7 +24,7 @@ import system_users
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from relations import database
 from relations import s3 as s3_relation
-from workload import layout, patroni, pebble, scheduler
+from workload import layout, patroni, pgbackrest
 
 logger = logging.getLogger(__name__)
 
@@ -172,11 +172,10 @@ class PostgresqlK8sCharm(ops.CharmBase):
         self._leader_save({"restore": request})
         self.reconcile()
 
-    def record_backup(self, kind: str, backup: object) -> None:
+    def record_backup(self, kind: str, backup: pgbackrest.Backup) -> None:
         """Leader: remember when the last backup of a kind succeeded (for status)."""
-        stop = getattr(backup, "stop", None)
-        if self.state.is_leader and stop is not None:
-            done = {**self.state.peer_data.backup_succeeded, kind: stop.isoformat()}
+        done = {**self.state.peer_data.backup_succeeded, kind: backup.stop.isoformat()}
+        if self.state.is_leader:
             self._leader_save({"backup_succeeded": done})
 
     def record_fired(self, kind: str, at: str) -> None:
@@ -207,51 +206,21 @@ class PostgresqlK8sCharm(ops.CharmBase):
         changed = cluster.reconcile_files(self.workload, settings)
         restore.unit_step(self.container, self.unit, st)
         if not restore.holds(st):
-            services = self._backup_services()
+            tls = backups.read_tls(self.model, st.peer_data.backup_tls_secret)
+            services, server = backups.services(self.workload, st, self.s3_state, tls)
             cluster.reconcile_layer(self.workload, st, changed, self._monitoring_ready(), services)
             if st.peer_data.restore is not None:  # released: start even if the plan is the same
                 self.container.replan()
-            self._ack(backups.SERVER_KEY, self._server_digest(services))
+            self._ack(backups.SERVER_KEY, server)
         self._ack(clients.UNIT_DIGEST_KEY, client_policy.rules_digest(st.peer_data.client_rules))
         return settings
-
-    def _backup_services(self) -> dict[str, ops.pebble.ServiceDict]:
-        """PgBackRest's server on every unit, the backup scheduler on the leader's."""
-        st = self.state
-        tls = backups.read_tls(self.model, st.peer_data.backup_tls_secret)
-        server = backups.reconcile_files(self.workload, st, self.s3_state, tls)
-        services = {
-            backups.SERVICE: pebble.pgbackrest_server(
-                backups.pgbackrest.CONF_FILE, backups.PGPASS_FILE, enabled=server
-            )
-        }
-        cfg = st.config
-        schedules = cfg is not None and (
-            cfg.backup_schedule_full or cfg.backup_schedule_incremental
-        )
-        if cfg is not None and st.is_leader and server and schedules:
-            self.workload.write(scheduler.SCRIPT_PATH, scheduler.script(), 0o755)
-            self.workload.write(
-                scheduler.SCHEDULE_PATH,
-                scheduler.schedule_file(cfg.backup_schedule_full, cfg.backup_schedule_incremental),
-                0o600,
-            )
-            services[scheduler.SERVICE] = scheduler.service()
-        else:
-            services[scheduler.SERVICE] = {**scheduler.service(), "startup": "disabled"}
-        return services
 
     def _ack(self, key: str, value: str) -> None:
         """Tell the leader, through this unit's peer databag, what this unit has applied."""
         st = self.state
         if st.peers is not None and st.peer_unit_data.get(key) != value:
             st.peers.data[self.unit][key] = value
-
-    def _server_digest(self, services: Mapping[str, ops.pebble.ServiceDict]) -> str:
-        """The settings digest this unit's pgBackRest server runs with, or empty."""
-        settings = self.s3_state.settings
-        enabled = services.get(backups.SERVICE, {}).get("startup") == "enabled"
-        return backups.settings_digest(self.state, settings) if settings and enabled else ""
+            self._forget()  # the leader counts its own acknowledgement in this very hook
 
     def _reconcile_secret(self) -> None:
         """Leader: create the system users' secret once and publish its id to the peers."""
@@ -282,35 +251,10 @@ class PostgresqlK8sCharm(ops.CharmBase):
     def _reconcile_databases(self, db: pglib.PostgreSQL) -> bool:
         """Leader: extensions from config, then client relations; True if the rules changed."""
         st, status = self.state, self.cluster_status
-        assert st.config is not None and st.peers is not None and status is not None
-        enabled = config.enabled_extensions(st.config)
-        applied, error = cluster.reconcile_extensions(
-            db, enabled, frozenset(st.peer_data.extensions_applied)
-        )
-        outcome = clients.reconcile(
-            self.model,
-            st,
-            clients.Cluster(db, status, db.get_server_version()),
-            applied & enabled,
-            st.config.superuser_apps,
-            departing=st.departing or st.planned_units == 0,
-        )
-        data = st.peer_data.model_copy(
-            update={
-                "extensions_applied": sorted(applied),
-                "extensions_error": error,
-                "client_rules": outcome.rules,
-                "client_admitted": outcome.admitted,
-                "client_problems": outcome.problems,
-                "client_granted": outcome.granted,
-                "client_published": outcome.published,
-            }
-        )
-        if data == st.peer_data:
-            return False
-        st.peers.save(data, self.app)
-        self._forget()  # collect-status reads the problems just saved
-        return data.client_rules != st.peer_data.client_rules
+        assert st.config is not None and status is not None
+        before = st.peer_data.client_rules
+        self._leader_save(clients.reconcile_databases(self.model, st, db, status, st.config))
+        return self.state.peer_data.client_rules != before
 
     def _monitoring_ready(self) -> bool:
         """The exporter starts once its user exists, i.e. once the cluster has a primary."""
@@ -372,13 +316,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         """`last backup <time>, archive lag <n> WAL files` while a repository is in use."""
         if not backups.archiving(self.state, self.s3_state):
             return ""
-        parts = [presentation.last_backup(self.state.peer_data)]
-        db = self.primary_db()
-        try:
-            parts.append(backups.archive_lag(db) if db is not None else "")
-        except pglib.PostgreSQLError as e:
-            logger.info("archive lag unknown: %s", e)
-        return ", ".join(p for p in parts if p)
+        return presentation.backup_summary(self.state.peer_data, self.primary_db())
 
     # -- actions -----------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ import ops
 import psycopg
 
 import client_policy
+import cluster
+import config
 import system_users
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from relations import database
@@ -282,3 +284,34 @@ def _drop_gone(
             db.drop_user(user, reassign_owned_to=heir)
         except pglib.PostgreSQLError as e:
             logger.warning("cannot drop %s yet: %s", user, e)
+
+
+def reconcile_databases(
+    model: ops.Model,
+    state: State,
+    db: pglib.PostgreSQL,
+    status: patroni.ClusterStatus,
+    cfg: config.CharmConfig,
+) -> dict[str, object]:
+    """Leader: extensions from config, then every client request; the peer data to save."""
+    enabled = config.enabled_extensions(cfg)
+    applied, error = cluster.reconcile_extensions(
+        db, enabled, frozenset(state.peer_data.extensions_applied)
+    )
+    outcome = reconcile(
+        model,
+        state,
+        Cluster(db, status, db.get_server_version()),
+        applied & enabled,
+        cfg.superuser_apps,
+        departing=state.departing or state.planned_units == 0,
+    )
+    return {
+        "extensions_applied": sorted(applied),
+        "extensions_error": error,
+        "client_rules": outcome.rules,
+        "client_admitted": outcome.admitted,
+        "client_problems": outcome.problems,
+        "client_granted": outcome.granted,
+        "client_published": outcome.published,
+    }

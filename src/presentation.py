@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import logging
 
 import ops
 
+import backups
+from charms.postgresql_k8s.v0 import postgresql as pglib
 from config import CharmConfig
 from relations.s3 import S3State
 from state import PeerAppData
 from workload import cron, layout, patroni
+
+logger = logging.getLogger(__name__)
 
 # A schedule is "missed" when no backup of its kind succeeded this long after it fired.
 MISSED_GRACE = datetime.timedelta(minutes=30)
@@ -100,3 +105,13 @@ def last_backup(data: PeerAppData) -> str:
         return ""
     latest = max(datetime.datetime.fromisoformat(t) for t in data.backup_succeeded.values())
     return f"last backup {latest:%Y-%m-%d %H:%M}Z"
+
+
+def backup_summary(data: PeerAppData, db: pglib.PostgreSQL | None) -> str:
+    """`last backup <time>, archive lag <n> WAL files`, for the active message."""
+    parts = [last_backup(data)]
+    try:
+        parts.append(backups.archive_lag(db) if db is not None else "")
+    except pglib.PostgreSQLError as e:
+        logger.info("archive lag unknown: %s", e)
+    return ", ".join(p for p in parts if p)

@@ -59,6 +59,9 @@ def holds(state: State) -> bool:
 def unit_step(container: ops.Container, unit: ops.Unit, state: State) -> None:
     """This unit's part: stop and say so; later, empty the data directory before re-cloning."""
     r = state.peer_data.restore
+    if r is None and container.exists(ASIDE):
+        # The restore is over (possibly finished under another leader): the old data can go.
+        _run(container, ["rm", "-rf", ASIDE])
     if r is None or state.peers is None:
         return
     databag = state.peers.data[unit]

@@ -80,6 +80,10 @@ class Backend(Protocol):
         """Deploy an application; `charm` names a charm the backend knows how to find."""
         ...
 
+    def trust(self, app: str) -> None:
+        """Grant the application cluster-scoped Kubernetes access (`juju trust --scope=cluster`)."""
+        ...
+
     def add_unit(self, app: str, count: int = 1) -> None:
         """Scale an application up."""
         ...

@@ -212,6 +212,10 @@ class JujuBackend:
             )
         self._deployed.append(app)
 
+    def trust(self, app: str) -> None:
+        """`juju trust <app> --scope=cluster`."""
+        self.juju.trust(app, scope="cluster")
+
     def add_unit(self, app: str, count: int = 1) -> None:
         """Scale up by `count` units (Kubernetes gives them the next ordinals)."""
         with _cli_errors(f"add {count} unit(s) to {app}"):

@@ -281,6 +281,11 @@ class LocalBackend:
                     self.model.pebble_ready(unit, container)
         self._pump()
 
+    def trust(self, app: str) -> None:
+        """`juju trust <app> --scope=cluster`."""
+        self.model.trust(app)
+        self._pump()
+
     def add_unit(self, app: str, count: int = 1) -> None:
         """Scale up."""
         self._ready(self.model.add_unit(app, count))

@@ -25,14 +25,21 @@ def query(b: LocalBackend, app: str, sql: str, endpoint: str = "primary") -> str
 
 
 def test_relation_made_before_the_cluster_exists_is_served_once_it_does(juju: LocalBackend):
-    juju.deploy(APP, units=UNITS)
+    # Without `juju trust` the units wait and no PostgreSQL runs: the relation comes first.
+    juju.deploy(APP, units=UNITS, trust=False)
     juju.deploy("early", charm="app-requirer", config={"database-name": "early"})
-    juju.integrate(APP, "early:database")  # before any PostgreSQL runs
-    assert juju.status().app_units("early")[0].workload_status != "active"
+    juju.integrate(APP, "early:database")
+    status = juju.wait_for(
+        lambda s: all("juju trust" in u.message for u in s.app_units(APP)),
+        timeout=60,
+        what="units asking for trust",
+    )
+    assert status.app_units("early")[0].workload_status == "waiting"
+    juju.trust(APP)
     served(juju, "early")
     query(juju, "early", "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
     assert query(juju, "early", "SELECT count(*) FROM t") == "1"
-    # No status was left blocked on the way.
+    # The relation never left a status blocked on the way.
     assert juju.status().apps[APP][0] == "active"
 
 

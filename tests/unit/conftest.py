@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
 from ops import testing
 
+import backups
 import charm
 import k8s
 import system_users
 from charms.postgresql_k8s.v0 import postgresql as pglib
-from workload import layout, patroni_client
+from state import PeerAppData
+from workload import internal_tls, layout, patroni_client, pgbackrest
 
 APP = "postgresql-k8s"
 
@@ -179,6 +186,40 @@ class FakeDatabase:
         self._check()
         return self.version
 
+    # What the archive-lag status reads: pg_stat_archiver's last archived WAL, the current WAL
+    # file, and whether archiving fails; or an error the query raises.
+
+    archiver: tuple[str | None, str, bool] = (None, "000000010000000000000001", False)
+    query_error: Exception | None = None
+
+    def connect(self, database: str | None = None) -> FakeConnection:
+        self._check()
+        return FakeConnection(self)
+
+
+@dataclasses.dataclass
+class FakeConnection:
+    """A connection answering the archive-lag query with FakeDatabase.archiver."""
+
+    db: FakeDatabase
+    row: tuple[Any, ...] | None = None
+
+    def __enter__(self) -> FakeConnection:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        return None
+
+    def execute(self, query: Any, params: Any = ()) -> FakeConnection:
+        if self.db.query_error is not None:
+            raise self.db.query_error
+        assert "pg_stat_archiver" in str(query), query
+        self.row = self.db.archiver
+        return self
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.row
+
 
 @dataclasses.dataclass
 class FakeKubernetes:
@@ -276,3 +317,211 @@ def peers(secret: testing.Secret | None, units: int = 3, **app_data: Any) -> tes
         local_app_data=data,
         peers_data={i: {} for i in range(1, units)},
     )
+
+
+# -- backups: the s3 relation, the members' TLS secret, pgBackRest's command lines -------------
+
+S3_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+S3_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+S3_CA = internal_tls.generate("s3", ["s3.example.com"]).ca
+# Every pgBackRest command the charm runs starts so (see workload.pgbackrest.command).
+PGBACKREST = ["pgbackrest", f"--config={pgbackrest.CONF_FILE}", f"--stanza={APP}"]
+# What the charm's probes get before the command name, to fail fast: stanza-create, and info
+# (which reaches no database, and which pgBackRest refuses a --db-timeout).
+PROBE = ["--io-timeout=15", "--db-timeout=15", "--protocol-timeout=30"]
+INFO_PROBE = ["--io-timeout=15", "--protocol-timeout=30"]
+_S3_SECRET_FIELDS = ("access-key", "secret-key")
+
+
+def s3_fields(**changes: Any) -> dict[str, Any]:
+    """What an s3 provider publishes, by the interface's field names; None drops a field."""
+    fields: dict[str, Any] = {
+        "bucket": "backups",
+        "endpoint": "https://s3.example.com:9000",
+        "region": "eu-west-1",
+        "path": "/team/pg",
+        "s3-uri-style": "path",
+        "access-key": S3_ACCESS_KEY,
+        "secret-key": S3_SECRET_KEY,
+        "tls-ca-chain": [S3_CA],
+    }
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def s3_relation(**changes: Any) -> tuple[testing.Relation, testing.Secret]:
+    """The provider's side as object-storage-charmlib lays it out: the key pair in a secret
+    granted to the relation (its id in `secret-extra`), the other fields in the app databag."""
+    fields = s3_fields(**changes)
+    secret = testing.Secret(
+        tracked_content={k: fields[k] for k in _S3_SECRET_FIELDS if fields.get(k)}
+    )
+    data = {"version": "1", "secret-extra": secret.id}
+    for key, value in fields.items():
+        if key not in _S3_SECRET_FIELDS:
+            data[key] = value if isinstance(value, str) else json.dumps(value)
+    relation = testing.Relation(
+        "s3-parameters", remote_app_name="s3-integrator", remote_app_data=data
+    )
+    return relation, secret
+
+
+def stanza_digest(**changes: Any) -> str:
+    """What the leader records in `backup-stanza` once the stanza exists for these settings."""
+    settings = pgbackrest.s3_settings(s3_fields(**changes))
+    return backups.settings_digest(SimpleNamespace(app_name=APP), settings)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _tls_content() -> dict[str, str]:
+    made: dict[str, str] = {}
+
+    class App:
+        def add_secret(self, content: dict[str, str], **_: Any) -> Any:
+            made.update(content)
+            return SimpleNamespace(id="secret:made-by-the-test")
+
+    state = SimpleNamespace(peer_data=PeerAppData(), app_name=APP, namespace="test-model")
+    backups.ensure_tls(App(), None, state)  # type: ignore[arg-type]
+    return made
+
+
+def tls_secret() -> testing.Secret:
+    """The members' TLS secret as the leader made it earlier (ensure_tls's own content)."""
+    return testing.Secret(
+        tracked_content=dict(_tls_content()), owner="app", label=backups.TLS_SECRET_LABEL
+    )
+
+
+def backup_state(
+    image: dict[str, testing.Mount],
+    *,
+    leader: bool = True,
+    units: int = 3,
+    s3: dict[str, Any] | str | None = "valid",
+    stanza: bool = True,
+    tls: bool = True,
+    servers: bool = True,
+    app_data: dict[str, Any] | None = None,
+    unit_data: dict[str, str] | None = None,
+    peers_data: dict[int, dict[str, str]] | None = None,
+    execs: Iterable[testing.Exec] = (),
+    service_statuses: dict[str, Any] | None = None,
+    notices: Iterable[testing.Notice] = (),
+    **kwargs: Any,
+) -> testing.State:
+    """A deployed unit with an s3-parameters relation.
+
+    `s3`: "valid", a dict of changes to the valid fields, "unanswered" (related, nothing
+    published yet) or None (not related). `stanza`: the leader created the stanza for these
+    settings (archiving is on). `tls`: the leader made the members' TLS secret. `servers`: every
+    unit, this one included, said in its peer databag that its pgBackRest server runs with these
+    settings (what the leader waits for before it creates the stanza); `unit_data` and
+    `peers_data` override it.
+    """
+    system = system_secret()
+    secrets = [system]
+    relations: list[testing.RelationBase] = []
+    data = dict(app_data or {})
+    changes = s3 if isinstance(s3, dict) else {}
+    if s3 == "unanswered":
+        relations.append(testing.Relation("s3-parameters", remote_app_name="s3-integrator"))
+    elif s3 is not None:
+        relation, secret = s3_relation(**changes)
+        relations.append(relation)
+        secrets.append(secret)
+    if stanza:
+        data.setdefault("backup-stanza", stanza_digest(**changes))
+    if tls:
+        secret = tls_secret()
+        secrets.append(secret)
+        data.setdefault("backup-tls-secret", secret.id)
+    acks: dict[str, str] = {}
+    if servers and tls and s3 not in (None, "unanswered"):
+        # Invalid settings: no server runs with them.
+        with contextlib.suppress(pgbackrest.InvalidS3SettingsError):
+            acks[backups.SERVER_KEY] = stanza_digest(**changes)
+    peer = peers(system, units=units, **data)
+    if peers_data is None:
+        peers_data = {i: dict(acks) for i in peer.peers_data}
+    peer = dataclasses.replace(
+        peer,
+        local_unit_data={**peer.local_unit_data, **acks, **(unit_data or {})},
+        peers_data=peers_data,
+    )
+    ctr = container(
+        image,
+        execs={testing.Exec(["chown"]), testing.Exec(["chmod"]), *execs},
+        service_statuses=service_statuses or {},
+        notices=list(notices),
+    )
+    return testing.State(
+        leader=leader,
+        containers=[ctr],
+        relations=[peer, *relations],
+        secrets=secrets,
+        planned_units=units,
+        **kwargs,
+    )
+
+
+def peer_app_data(state: testing.State) -> PeerAppData:
+    """The peer application data as every unit reads it."""
+    relation = state.get_relations("database-peers")[0]
+    return PeerAppData.model_validate(
+        {k: json.loads(v) for k, v in relation.local_app_data.items() if v}
+    )
+
+
+def peer_unit_data(state: testing.State) -> dict[str, str]:
+    """This unit's databag in the peer relation."""
+    return dict(state.get_relations("database-peers")[0].local_unit_data)
+
+
+def info_json(*backups_: tuple[str, str, int], stanza: str = APP) -> str:
+    """`pgbackrest info --output=json` for a stanza holding backups (label, type, stop epoch)."""
+    listed = [
+        {
+            "label": label,
+            "type": kind,
+            "prior": None if kind == "full" else backups_[0][0],
+            "timestamp": {"start": stop - 60, "stop": stop},
+            "info": {"size": 23068672, "delta": 23068672, "repository": {"size": 2812118}},
+            "archive": {"start": "000000010000000000000002", "stop": "000000010000000000000003"},
+            "annotation": {"requested-by": "test"},
+            "error": False,
+        }
+        for label, kind, stop in backups_
+    ]
+    return json.dumps(
+        [
+            {
+                "name": stanza,
+                "status": {
+                    "code": 0 if listed else 2,
+                    "message": "ok" if listed else "no valid backups",
+                },
+                "backup": listed,
+                "archive": [
+                    {"min": "000000010000000000000001", "max": "000000010000000000000009"}
+                ],
+                "db": [{"id": 1, "system-id": 7712505333743726970, "version": "16"}],
+                "repo": [{"key": 1, "status": {"code": 0, "message": "ok"}}],
+            }
+        ]
+    )
+
+
+def tls_parts(content: dict[str, str]) -> tuple[str, str, str]:
+    """The CA, the members' certificate and its key in the TLS secret, whatever its keys."""
+
+    def is_ca(pem: str) -> bool:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        try:
+            return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            return False
+
+    certs = [v for v in content.values() if "BEGIN CERTIFICATE" in v]
+    key = next(v for v in content.values() if "PRIVATE KEY" in v)
+    return next(c for c in certs if is_ca(c)), next(c for c in certs if not is_ca(c)), key

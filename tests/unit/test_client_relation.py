@@ -595,8 +595,6 @@ def test_disabling_an_extension_in_use_blocks_until_unused(
     assert out.app_status == ops.ActiveStatus()
 
 
-
-
 def test_refused_request_blocks_in_the_same_hook(
     ctx: Ctx, image: dict[str, testing.Mount], served: FakePatroni
 ):
@@ -633,8 +631,6 @@ def test_request_for_a_disabled_extension_blocks_until_enabled(
 
 
 # -- compare before write -------------------------------------------------------------------------
-
-
 
 
 def test_hooks_after_answering_a_v0_requirer_do_not_fail(
