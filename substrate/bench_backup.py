@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -99,17 +100,31 @@ def _direct_restore(b: LocalBackend, unit: str, backup_id: str) -> tuple[float, 
         )
     )  # fmt: skip
     options = f"-p 5499 -k {SOCKETS} -c listen_addresses='' -c archive_mode=off"
+    log = f"{SCRATCH}.log"
     start = time.monotonic()
     b.exec(
         unit,
-        _as_postgres(f"{PG_BIN}/pg_ctl", "-D", SCRATCH, "-w", "-t", "600", "-o", options, "start"),
+        _as_postgres(f"{PG_BIN}/pg_ctl", "-D", SCRATCH, "-W", "-l", log, "-o", options, "start"),
     )
     psql = [f"{PG_BIN}/psql", "-h", SOCKETS, "-p", "5499", "-U", "operator", "-d", "postgres"]
-    while "f" not in b.exec(unit, _as_postgres(*psql, "-Atc", "SELECT pg_is_in_recovery()")):
-        time.sleep(0.2)
+    query = _as_postgres(*psql, "-Atc", "SELECT pg_is_in_recovery()")
+    while time.monotonic() - start < 900:
+        if (
+            b.exec(
+                unit,
+                ["sh", "-c", " ".join(shlex.quote(a) for a in query) + " 2>/dev/null || true"],
+            ).strip()
+            == "f"
+        ):
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError(
+            "the restored copy did not recover: " + b.exec(unit, ["tail", "-20", log])
+        )
     recovered = round(time.monotonic() - start, 2)
     b.exec(unit, _as_postgres(f"{PG_BIN}/pg_ctl", "-D", SCRATCH, "-w", "-m", "immediate", "stop"))
-    b.exec(unit, ["rm", "-rf", SCRATCH])
+    b.exec(unit, ["rm", "-rf", SCRATCH, log])
     return files, recovered
 
 
