@@ -129,6 +129,17 @@ def test_a_requirer_asking_for_a_disabled_extension_waits_for_the_operator(juju:
     assert juju.status().apps[APP][0] == "active"
 
 
+@pytest.mark.parametrize("protocol", ["v0", "v0-plain"])
+def test_older_requirers_are_served_too(juju: LocalBackend, protocol: str):
+    app = f"legacy-{protocol}"
+    juju.deploy(app, charm="app-requirer", config={"database-name": app, "protocol": protocol})
+    juju.integrate(APP, f"{app}:database")
+    creds = served(juju, app)
+    assert creds["database"] == app and creds["username"].startswith("relation_")
+    query(juju, app, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+    assert query(juju, app, "SELECT count(*) FROM t", "replicas") == "1"
+
+
 def test_relation_removed_revokes_access_and_keeps_the_data(juju: LocalBackend):
     creds = served(juju, APP_A)
     host = juju.service_address(f"{APP}-primary")
