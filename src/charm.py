@@ -142,7 +142,11 @@ class PostgresqlK8sCharm(ops.CharmBase):
             if self.s3_state.related:
                 tls_id = backups.ensure_tls(self.app, self.model, self.state)
                 self._leader_save({"backup_tls_secret": tls_id})
-            self._leader_save(self._restore_step())
+            if self.state.peer_data.restore is not None and self.container.can_connect():
+                status = self.cluster_status
+                self._leader_save(
+                    {"restore": restore.leader_step(self.container, self.state, status)}
+                )
         settings = self._reconcile_unit()
         if settings is None or not self.state.is_leader:
             return
@@ -161,11 +165,6 @@ class PostgresqlK8sCharm(ops.CharmBase):
         st.peers.save(data, self.app)
         self._forget()
         return True
-
-    def _restore_step(self) -> Mapping[str, object]:
-        if self.state.peer_data.restore is None or not self.container.can_connect():
-            return {}
-        return {"restore": restore.leader_step(self.container, self.state, self.cluster_status)}
 
     def start_restore(self, request: snapshot.RestoreState) -> None:
         """Leader: begin a restore (the restore action checked the target)."""
