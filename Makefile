@@ -22,8 +22,12 @@ integration:
 coverage:
 	$(UV) run --frozen coverage report --fail-under=85
 
+# One pytest process per module: each deploys its own model on a fresh substrate, and nothing
+# a module's hooks left in the process (imported charm modules, threads) reaches the next.
 e2e:
-	$(PYTEST) tests/e2e --cov --cov-append --cov-report= -q
+	@set -e; for module in tests/e2e/test_*.py; do \
+		echo "== $$module"; $(PYTEST) $$module --cov --cov-append --cov-report= -q; \
+	done
 
 # The main job: a 3-unit postgresql-k8s on the local substrate (no Kubernetes), a row written and
 # read through the primary Service, a status table, then everything torn down.
