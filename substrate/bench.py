@@ -72,7 +72,13 @@ def run() -> dict[str, Any]:
         figures["failover_sigkill_new_primary"] = _primary(b) != old
         _settle(b)
 
-        standby = next(u.name for u in b.status().app_units(APP) if u.message == "sync standby")
+        # Unit messages follow Patroni at the units' next hook: wait until one shows the role.
+        settled = b.wait_for(
+            lambda s: any(u.message == "sync standby" for u in s.app_units(APP)),
+            timeout=120,
+            what="a unit showing sync standby",
+        )
+        standby = next(u.name for u in settled.app_units(APP) if u.message == "sync standby")
         _, outage = _fault(
             w, lambda: b.run_action(standby, "promote-to-primary", {"scope": "unit"})
         )
