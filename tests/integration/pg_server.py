@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,31 +177,29 @@ def as_postgres(*argv: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def pg_server(
-    superuser: str = "postgres", settings: Mapping[str, str] | None = None
+def _serving(
+    prefix: str,
+    superuser: str,
+    password: str,
+    data_dir: Callable[[Path], Path],
+    settings: Mapping[str, str] | None,
 ) -> Generator[PgServer, None, None]:
-    """Run a fresh PostgreSQL server for the duration of the ``with`` block.
-
-    `settings` are appended to postgresql.conf before the first start (e.g. archive_mode).
-    """
+    """A private base directory and socket dir, then PostgreSQL started on `data_dir(base)`."""
     account = pwd.getpwnam(OS_USER)
-    base = Path(tempfile.mkdtemp(prefix="pgtest-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     try:
         os.chown(base, account.pw_uid, account.pw_gid)
         base.chmod(0o700)
         socket_dir = base / "run"
         socket_dir.mkdir()
         os.chown(socket_dir, account.pw_uid, account.pw_gid)
-        password = secrets.token_urlsafe(24)
-        data_dir = _initdb(base, superuser, password)
+        data = data_dir(base)
         log_file = base / "postgresql.log"
         for _attempt in range(3):  # another process may grab the free port before we bind it
             port = _free_port()
-            server = PgServer(
-                "127.0.0.1", port, superuser, password, data_dir, socket_dir, log_file
-            )
-            _configure(data_dir, socket_dir, port, settings)  # later lines win on a retry
-            proc = _start(data_dir, log_file)
+            server = PgServer("127.0.0.1", port, superuser, password, data, socket_dir, log_file)
+            _configure(data, socket_dir, port, settings)  # later lines win on a retry
+            proc = _start(data, log_file)
             try:
                 if _wait_ready(proc, server):
                     yield server
@@ -214,6 +212,21 @@ def pg_server(
 
 
 @contextlib.contextmanager
+def pg_server(
+    superuser: str = "postgres", settings: Mapping[str, str] | None = None
+) -> Generator[PgServer, None, None]:
+    """Run a fresh PostgreSQL server for the duration of the ``with`` block.
+
+    `settings` are appended to postgresql.conf before the first start (e.g. archive_mode).
+    """
+    password = secrets.token_urlsafe(24)
+    with _serving(
+        "pgtest-", superuser, password, lambda base: _initdb(base, superuser, password), settings
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
 def run_data_dir(
     data_dir: Path, superuser: str, password: str, settings: Mapping[str, str] | None = None
 ) -> Generator[PgServer, None, None]:
@@ -222,28 +235,5 @@ def run_data_dir(
     The server gets a free port, its own socket directory and log file; `settings` are appended
     to postgresql.conf. The data directory is the caller's: it is left in place.
     """
-    account = pwd.getpwnam(OS_USER)
-    base = Path(tempfile.mkdtemp(prefix="pgrun-", dir="/tmp"))
-    try:
-        os.chown(base, account.pw_uid, account.pw_gid)
-        base.chmod(0o700)
-        socket_dir = base / "run"
-        socket_dir.mkdir()
-        os.chown(socket_dir, account.pw_uid, account.pw_gid)
-        log_file = base / "postgresql.log"
-        for _attempt in range(3):
-            port = _free_port()
-            server = PgServer(
-                "127.0.0.1", port, superuser, password, data_dir, socket_dir, log_file
-            )
-            _configure(data_dir, socket_dir, port, settings)
-            proc = _start(data_dir, log_file)
-            try:
-                if _wait_ready(proc, server):
-                    yield server
-                    return
-            finally:
-                _stop(proc)
-        raise RuntimeError(f"PostgreSQL could not start:\n{log_file.read_text()[-2000:]}")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    with _serving("pgrun-", superuser, password, lambda _: data_dir, settings) as server:
+        yield server
