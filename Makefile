@@ -23,11 +23,14 @@ coverage:
 	$(UV) run --frozen coverage report --fail-under=85
 
 # One pytest process per module: each deploys its own model on a fresh substrate, and nothing
-# a module's hooks left in the process (imported charm modules, threads) reaches the next.
+# a module's hooks left in the process (imported charm modules, threads) reaches the next. Every
+# module runs even after one fails (the failures are listed at the end, and fail the target).
 e2e:
-	@set -e; for module in tests/e2e/test_*.py; do \
-		echo "== $$module"; $(PYTEST) $$module --cov --cov-append --cov-report= -q; \
-	done
+	@failed=""; for module in tests/e2e/test_*.py; do \
+		echo "== $$module"; \
+		$(PYTEST) $$module --cov --cov-append --cov-report= -q || failed="$$failed $$module"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "e2e modules that failed:$$failed"; exit 1; fi
 
 # The main job: a 3-unit postgresql-k8s on the local substrate (no Kubernetes), a row written and
 # read through the primary Service, a status table, then everything torn down.

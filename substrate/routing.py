@@ -15,8 +15,13 @@ Why it is shaped this way:
   longer health-checks them, so they would survive a later demotion of their primary. The
   configuration binds every pool address up front (`transparent`: the address need not exist
   yet) with an empty backend per address and role; Services and members are then set through the
-  runtime API (a unix socket): a map from virtual IP to backend, servers added and deleted one by
-  one. A change to one Service touches no other Service's sessions.
+  runtime API (a unix socket): a map from virtual IP to backend, servers added one by one. A
+  change to one Service touches no other Service's sessions.
+- Servers are never deleted: a member that leaves has its server put in maintenance and its
+  sessions cut; a member that joins (again) gets a new server, named by its IP and a serial, so
+  no health-check result from an earlier life counts. HAProxy 2.6 can free a deleted server while
+  a cut session still points at it (a use-after-free that crashed the router when a pod vanished
+  under load); a server in maintenance takes no traffic and runs no checks.
 - A new server gets weight 0 until its first health check has decided: HAProxy counts a newly
   enabled server as UP until a check says otherwise.
 - Checks run every second (`fall 2 rise 1`, faster while a server is failing or down), and
@@ -35,7 +40,7 @@ import atexit
 import contextlib
 import dataclasses
 import ipaddress
-import logging
+import itertools
 import re
 import shutil
 import socket
@@ -92,8 +97,6 @@ _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
 _OP_STOPPED = "0"
 _CHECK_PASSED = "3"
 _ADMIN_MAINT = 0x07  # forced, inherited or configured maintenance
-
-logger = logging.getLogger(__name__)
 
 
 class RoutingError(netns.SubstrateError):
@@ -234,6 +237,7 @@ class ServiceRouter:
         self.map_path = self.dir / "services.map"
         self.log_path = self.dir / "haproxy.log"
         self._services: dict[str, Service] = {}
+        self._serials = itertools.count(1)
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
         self._closed = False
@@ -300,11 +304,9 @@ class ServiceRouter:
         with self._lock:
             service = self._services[name]
             usable = sorted(
-                ip
-                for ip, row in self._api.servers(service.backend).items()
-                if row["srv_op_state"] != _OP_STOPPED
-                and not int(row["srv_admin_state"]) & _ADMIN_MAINT
-                and row["srv_uweight"] != "0"
+                row["srv_addr"]
+                for row in self._live_servers(service.backend).values()
+                if row["srv_op_state"] != _OP_STOPPED and row["srv_uweight"] != "0"
             )
         if service.role == "primary" and len(usable) != 1:
             return []
@@ -330,7 +332,7 @@ class ServiceRouter:
             self._api.expect(f"set map {self.map_path} {service.address} {service.backend}")
             self._remove_servers(current.backend, current.members)
         elif current.api_scheme != service.api_scheme:
-            # Other check options: the members' servers are made anew.
+            # Other check options: new servers.
             self._remove_servers(current.backend, current.members)
             self._add_servers(service, service.members)
         else:
@@ -339,27 +341,38 @@ class ServiceRouter:
             self._promote_decided(service.backend, wait=0.0)
 
     def _withdraw(self, service: Service) -> None:
-        """Unroute the address, then cut its sessions and delete its servers."""
+        """Unroute the address, then cut its sessions and retire its servers."""
         self._api.command(f"del map {self.map_path} {service.address}")
         self._del_address(service.address)
-        self._remove_servers(service.backend, self._api.servers(service.backend))
+        self._remove_servers(service.backend, self._members(service.backend))
 
-    # Servers (one per member, named by its IP). Adding and removing are idempotent, so that a
-    # call that failed halfway is completed by the next one.
+    # Servers: a live one (out of maintenance) per member, named `<ip>-<serial>`; retired ones
+    # stay in maintenance (see the module doc). Adding and removing are idempotent, so that a call
+    # that failed halfway is completed by the next one (a server left in maintenance by a failed
+    # add is simply never used).
+
+    def _live_servers(self, backend: str) -> dict[str, dict[str, str]]:
+        """Server name -> state, of the servers of `backend` not in maintenance."""
+        return {
+            name: row
+            for name, row in self._api.servers(backend).items()
+            if not int(row["srv_admin_state"]) & _ADMIN_MAINT
+        }
+
+    def _members(self, backend: str) -> set[str]:
+        return {row["srv_addr"] for row in self._live_servers(backend).values()}
 
     def _add_servers(self, service: Service, members: Iterable[str]) -> None:
         """Add members at weight 0, enable their checks, then let them in once checked."""
         backend = service.backend
-        present = self._api.servers(backend)
+        present = self._members(backend)
         options = server_options(service.api_scheme, self.api_port)
         enabled = 0
-        for ip in sorted(members):
-            server = f"{backend}/{ip}"
-            if ip not in present:
-                add = f"add server {server} {ip}:{self.port} {options}"
-                self._api.expect(add, "New server registered.")
-            elif not int(present[ip]["srv_admin_state"]) & _ADMIN_MAINT:
-                continue
+        for ip in sorted(set(members) - present):
+            server = f"{backend}/{ip}-{next(self._serials)}"
+            self._api.expect(
+                f"add server {server} {ip}:{self.port} {options}", "New server registered."
+            )
             self._api.expect(f"enable health {server}")
             self._api.expect(f"enable server {server}")
             enabled += 1
@@ -374,11 +387,11 @@ class ServiceRouter:
         deadline = time.monotonic() + wait
         while True:
             undecided = 0
-            for ip, row in self._api.servers(backend).items():
+            for name, row in self._live_servers(backend).items():
                 if row["srv_uweight"] != "0":
                     continue
                 if row["srv_op_state"] == _OP_STOPPED or row["srv_check_result"] == _CHECK_PASSED:
-                    self._api.expect(f"set server {backend}/{ip} weight 1")
+                    self._api.expect(f"set server {backend}/{name} weight 1")
                 else:
                     undecided += 1
             if not undecided or time.monotonic() >= deadline:
@@ -386,20 +399,12 @@ class ServiceRouter:
             time.sleep(0.05)
 
     def _remove_servers(self, backend: str, members: Iterable[str]) -> None:
-        present = self._api.servers(backend)
-        for ip in sorted(set(members) & set(present)):
-            server = f"{backend}/{ip}"
-            self._api.expect(f"disable server {server}")
-            self._api.expect(f"shutdown sessions server {server}")
-            # Deletion waits for the cut sessions to be released (an event loop turn or two).
-            # A connection to a pod that vanished can stay attached longer: the server stays
-            # disabled (no traffic) and the next sync deletes it.
-            deadline = time.monotonic() + 2.0
-            while (answer := self._api.command(f"del server {server}")) != "Server deleted.":
-                if time.monotonic() > deadline:
-                    logger.warning("HAProxy keeps %s disabled for now: %s", server, answer)
-                    break
-                time.sleep(0.02)
+        """Retire the live servers of `members`: maintenance (no new traffic), sessions cut."""
+        wanted = set(members)
+        for name, row in sorted(self._live_servers(backend).items()):
+            if row["srv_addr"] in wanted:
+                self._api.expect(f"disable server {backend}/{name}")
+                self._api.expect(f"shutdown sessions server {backend}/{name}")
 
     # Names in pods' /etc/hosts.
 
@@ -471,10 +476,12 @@ class ServiceRouter:
     def _check_running(self) -> None:
         if self._closed:
             raise RoutingError("the router has been torn down")
-        if self._process is None or self._process.poll() is not None:
+        code = None if self._process is None else self._process.poll()
+        if self._process is None or code is not None:
             log = self.log_path
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RoutingError(f"HAProxy is not running, see {self.log_path}:\n{tail}")
+            how = "never started" if self._process is None else f"exited with status {code}"
+            raise RoutingError(f"HAProxy is not running ({how}), see {self.log_path}:\n{tail}")
 
     def _check_member(self, member: str) -> str:
         network = self.substrate.slot.network

@@ -218,6 +218,37 @@ def test_membership_changes_touch_no_other_session_and_never_reload(
     assert router.pid == pid
 
 
+def test_a_member_that_rejoins_is_checked_afresh(
+    patroni_cluster: PatroniCluster, router: routing.ServiceRouter
+):
+    """A returning member (a recreated pod at its old address) earns its route by a new check.
+
+    Its earlier server answered 200 before it left; if that result counted, the primary Service
+    would send traffic to a member whose Patroni does not answer now.
+    """
+    status = patroni_cluster.wait_settled(timeout=60.0)
+    assert status.leader is not None
+    member = patroni_cluster.members[status.leader.name]
+    assert member.process is not None
+    primary = primary_service(patroni_cluster)
+    members = list(patroni_cluster.ips.values())
+    pid = router.pid
+    router.set_service(primary, [ip for ip in members if ip != member.ip], "primary")
+    assert router.routed_to(primary) == []
+    member.pod.signal(member.process.pid, signal.SIGSTOP)
+    try:
+        router.set_service(primary, members, "primary")
+        assert router.routed_to(primary) == []
+        with pytest.raises(psycopg.OperationalError):
+            connect(patroni_cluster, router.address(primary)).close()
+    finally:
+        member.pod.signal(member.process.pid, signal.SIGCONT)
+    eventually(lambda: router.routed_to(primary) == [member.ip], what="the primary routed again")
+    with connect(patroni_cluster, router.address(primary)) as routed:
+        assert served_by(routed) == (member.ip, False)
+    assert router.pid == pid
+
+
 def test_primary_whose_patroni_stops_answering_is_cut_off(
     patroni_cluster: PatroniCluster, router: routing.ServiceRouter
 ):
