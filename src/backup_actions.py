@@ -61,7 +61,7 @@ class BackupActions(ops.Object):
             return "no S3 repository: integrate with an s3-parameters provider first"
         if s3.error:
             return s3.error
-        if st.peer_data.restore is not None and st.peer_data.restore.phase != "failed":
+        if r is not None and r.phase not in ("failed", "abandoned"):
             return "a restore is in progress"
         if not backups.archiving(st, s3):
             return st.peer_data.backup_error or "the S3 repository is not ready yet"

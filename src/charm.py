@@ -289,7 +289,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
             self.workload.pg_major()
         except cluster.WorkloadNotReadyError:
             return [ops.BlockedStatus(f"the image has no PostgreSQL under {layout.PG_BASE_DIR}")]
-        if (restoring := presentation.restore_status(st.peer_data)) is not None:
+        if (restoring := presentation.restore_status(st.peer_data, unit=True)) is not None:
             return [restoring]
         member = self.cluster_status.member(st.member) if self.cluster_status else None
         if member is None:

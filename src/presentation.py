@@ -48,13 +48,18 @@ def member_status(member: patroni.Member) -> ops.StatusBase:
     return ops.WaitingStatus(f"PostgreSQL {member.state.replace('_', ' ')}")
 
 
-def restore_status(data: PeerAppData) -> ops.StatusBase | None:
-    """What a restore in progress (or failed) tells the operator."""
+def restore_status(data: PeerAppData, *, unit: bool = False) -> ops.StatusBase | None:
+    """What a restore in progress (or failed) tells the operator.
+
+    An abandoned restore changed nothing: units show their member again, the app says why.
+    """
     r = data.restore
-    if r is None:
+    if r is None or (unit and r.phase == "abandoned"):
         return None
     if r.phase == "failed":
         return ops.BlockedStatus(f"restore {r.id} failed: {r.message}")
+    if r.phase == "abandoned":
+        return ops.BlockedStatus(f"restore {r.id} abandoned, nothing changed: {r.message}")
     phases = {
         "stopping": "stopping every member",
         "restoring": f"restoring on {r.restorer}",

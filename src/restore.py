@@ -8,7 +8,8 @@ repeat. Every unit keeps PostgreSQL stopped until its phase lets it start:
   replicas  - the other units empty their data directory and start: Patroni clones them;
   done      - every member is healthy: the peer data is cleared.
 A failure stops the machine in `failed` with the reason; nothing is deleted, so the data moved
-aside can be put back.
+aside can be put back. A unit that does not stop in time `abandoned`s the restore before anything
+changed: every member runs again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ RESET_KEY = "restore-reset"
 ASIDE = layout.PGDATA + ".before-restore"
 # Recovery replays WAL: allow for a large archive before calling the restore failed.
 RESTORE_TIMEOUT = datetime.timedelta(hours=6)
+# Stopping takes a hook on each unit; a unit silent for this long is stuck or gone.
+STOP_TIMEOUT = datetime.timedelta(minutes=10)
 
 
 def bootstrap_command(state: State) -> str | None:
@@ -51,7 +54,7 @@ def bootstrap_command(state: State) -> str | None:
 def holds(state: State) -> bool:
     """Whether this unit must keep PostgreSQL stopped now."""
     r = state.peer_data.restore
-    if r is None or r.phase == "replicas":
+    if r is None or r.phase in ("replicas", "abandoned"):
         return False
     return not (r.phase == "restoring" and r.restorer == state.member)
 
@@ -87,11 +90,13 @@ def _run(container: ops.Container, argv: list[str]) -> None:
     ).wait_output()
 
 
-def _all_acked(state: State, key: str, value: str) -> bool:
-    """Whether this unit and every peer unit wrote `key: value` in their unit databags."""
-    if state.peers is None or state.peer_unit_data.get(key) != value:
-        return False
-    return all(state.peers.data[u].get(key) == value for u in state.peers.units)
+def _not_acked(state: State, key: str, value: str) -> list[str]:
+    """Units (this one included) that have not written `key: value` in their unit databags."""
+    if state.peers is None:
+        return [state.unit_name]
+    missing = [] if state.peer_unit_data.get(key) == value else [state.unit_name]
+    missing += sorted(u.name for u in state.peers.units if state.peers.data[u].get(key) != value)
+    return missing
 
 
 def leader_step(
@@ -101,25 +106,14 @@ def leader_step(
     r = state.peer_data.restore
     assert r is not None
     now = datetime.datetime.now(datetime.timezone.utc)
-    if r.phase == "stopping" and _all_acked(state, STOPPED_KEY, r.id):
-        try:
-            backups.dcs_remove(container, state)
-            # The data from before the first attempt stays aside until a restore succeeds.
-            keep = (
-                f'if [ -e "{ASIDE}" ]; then rm -rf "{layout.PGDATA}";'
-                f' elif [ -e "{layout.PGDATA}" ]; then mv "{layout.PGDATA}" "{ASIDE}"; fi'
-            )
-            _run(container, ["sh", "-c", keep])
-        except ops.pebble.Error as e:
-            return r.model_copy(update={"phase": "failed", "message": f"cannot prepare: {e}"})
-        logger.info("restore %s: restoring on %s", r.id, state.member)
-        return r.model_copy(update={"phase": "restoring", "restorer": state.member})
+    elapsed = now - datetime.datetime.fromisoformat(r.started)
+    if r.phase == "stopping":
+        return _after_stopping(container, state, r, elapsed)
     if r.phase == "restoring":
         leader = status.leader if status else None
         if leader is not None and leader.name == r.restorer and leader.state == "running":
             return r.model_copy(update={"phase": "replicas"})
-        started = datetime.datetime.fromisoformat(r.started)
-        if now - started > RESTORE_TIMEOUT:
+        if elapsed > RESTORE_TIMEOUT:
             return r.model_copy(update={"phase": "failed", "message": "recovery did not finish"})
     if r.phase == "replicas" and status is not None:
         healthy = [m for m in status.members if m.is_healthy]
@@ -129,3 +123,28 @@ def leader_step(
                 _run(container, ["rm", "-rf", ASIDE])
             return None
     return r
+
+
+def _after_stopping(
+    container: ops.Container, state: State, r: RestoreState, elapsed: datetime.timedelta
+) -> RestoreState:
+    """Once every unit stopped: forget the cluster, set the data aside, restore here."""
+    if silent := _not_acked(state, STOPPED_KEY, r.id):
+        if elapsed <= STOP_TIMEOUT:
+            return r
+        minutes = STOP_TIMEOUT.total_seconds() / 60
+        message = f"{', '.join(silent)} did not stop PostgreSQL within {minutes:.0f} min"
+        logger.warning("restore %s abandoned: %s", r.id, message)
+        return r.model_copy(update={"phase": "abandoned", "message": message})
+    try:
+        backups.dcs_remove(container, state)
+        # The data from before the first attempt stays aside until a restore succeeds.
+        keep = (
+            f'if [ -e "{ASIDE}" ]; then rm -rf "{layout.PGDATA}";'
+            f' elif [ -e "{layout.PGDATA}" ]; then mv "{layout.PGDATA}" "{ASIDE}"; fi'
+        )
+        _run(container, ["sh", "-c", keep])
+    except ops.pebble.Error as e:
+        return r.model_copy(update={"phase": "failed", "message": f"cannot prepare: {e}"})
+    logger.info("restore %s: restoring on %s", r.id, state.member)
+    return r.model_copy(update={"phase": "restoring", "restorer": state.member})

@@ -25,7 +25,8 @@ class RestoreState(pydantic.BaseModel):
     id: str
     backup_id: str | None = pydantic.Field(default=None, alias="backup-id")
     target_time: str | None = pydantic.Field(default=None, alias="target-time")
-    # stopping -> restoring -> replicas; "failed" keeps the cluster stopped with a message.
+    # stopping -> restoring -> replicas; "failed" keeps the cluster stopped with a message;
+    # "abandoned" (a unit did not stop in time) changed nothing and lets every member run.
     phase: str = "stopping"
     restorer: str = ""
     started: str = ""

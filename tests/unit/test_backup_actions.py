@@ -273,6 +273,22 @@ def test_create_backup_that_never_finishes(
     assert peer_app_data(failed.value.state).backup_succeeded == {}
 
 
+def test_create_backup_whose_command_cannot_run_says_so(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni, monkeypatch: pytest.MonkeyPatch
+):
+    """A change error other than the timeout is reported as it is, not as a timeout."""
+    healthy_cluster(patroni)
+    err = 'cannot perform the following tasks:\n- exec (cannot find executable "pgbackrest")'
+    monkeypatch.setattr(ops.Container, "exec", exec_timing_out_for_pgbackrest(err))
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("create-backup", params={"type": "full"}), backup_state(image))
+    assert failed.value.message == (
+        "backup failed: backup could not run: cannot perform the following tasks:"
+        ' - exec (cannot find executable "pgbackrest")'
+    )
+    assert peer_app_data(failed.value.state).backup_succeeded == {}
+
+
 @NEVER_FINISHES
 def test_list_backups_that_never_finishes(
     ctx: Ctx,
@@ -551,6 +567,22 @@ def test_a_new_restore_can_follow_a_failed_one(ctx: Ctx, image: Mounts, patroni:
     assert r.id != failed["id"]  # every unit acknowledges the new attempt afresh
     assert (ctx.action_results or {})["restore-id"] == r.id
     assert out.unit_status == ops.MaintenanceStatus(f"restore {r.id}: stopping every member")
+
+
+def test_backups_and_restores_go_on_after_an_abandoned_restore(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    abandoned = restore_data("abandoned", message=f"{APP}/2 did not stop PostgreSQL in 10 min")
+    label = new_label("full")
+    state = backup_state(
+        image, execs=[backup(), after_backup(label, "full")], app_data={"restore": abandoned}
+    )
+    ctx.run(ctx.on.action("create-backup", params={"type": "full"}), state)
+    assert (ctx.action_results or {})["backup-id"] == label
+    out = ctx.run(ctx.on.action("restore", params={"backup-id": FULL}), state)
+    r = peer_app_data(out).restore
+    assert r is not None and r.phase == "stopping" and r.id != abandoned["id"]
 
 
 def test_create_backup_refused_after_a_failed_restore(

@@ -548,9 +548,12 @@ def test_a_stanza_create_that_never_finishes_blocks_and_archiving_stays_off(
     assert dcs_archive_command(patroni) == backups.NO_ARCHIVE
 
 
-def exec_timing_out_for_pgbackrest() -> Any:
-    """Container.exec where pgBackRest's commands run into Pebble's exec timeout: the change
-    fails (ops.pebble.ChangeError from wait_output); anything else runs as ops.testing does."""
+def exec_timing_out_for_pgbackrest(
+    err: str = "cannot perform the following tasks:\n- exec (timed out after 2m0s)",
+) -> Any:
+    """Container.exec where pgBackRest's commands fail as a Pebble change (by default: they run
+    into Pebble's exec timeout), ops.pebble.ChangeError from wait_output; anything else runs as
+    ops.testing does."""
     original = ops.Container.exec
     change = ops.pebble.Change.from_dict(
         {
@@ -559,7 +562,7 @@ def exec_timing_out_for_pgbackrest() -> Any:
             "summary": "Execute command",
             "status": "Error",
             "ready": True,
-            "err": "cannot perform the following tasks:\n- exec (timed out after 2m0s)",
+            "err": err,
             "spawn-time": "2026-11-26T03:00:00Z",
         }
     )
