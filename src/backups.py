@@ -69,12 +69,12 @@ def archive_command(state: State, s3: s3_relation.S3State) -> str:
 
 def _pgpass(password: str) -> str:
     escaped = password.replace("\\", "\\\\").replace(":", "\\:")
-    return f"*:*:*:{layout.SystemUser.OPERATOR.value}:{escaped}\n"
+    return f"*:*:*:{layout.SystemUser.BACKUP.value}:{escaped}\n"
 
 
 def render(state: State, settings: pgbackrest.S3Settings) -> str:
     """pgbackrest.conf for this unit: its own instance first, every other member over TLS."""
-    pg = pgbackrest.PgInstance(user=layout.SystemUser.OPERATOR.value)
+    pg = pgbackrest.PgInstance()  # as the backup role: no superuser (see cluster.BACKUP_FUNCTIONS)
     members = [m for m in state.peer_members if m != state.member]
     remotes = [
         pgbackrest.RemotePrimary(host=f"{m}.{state.app_name}-endpoints", tls=TLS_FILES, pg=pg)
@@ -145,7 +145,7 @@ def reconcile_files(
         workload.ensure_dir(path)  # pgBackRest does not create its log directory itself
     workload_write = workload.write
     workload_write(pgbackrest.CONF_FILE, render(state, s3.settings), 0o600)
-    workload_write(PGPASS_FILE, _pgpass(state.passwords[layout.SystemUser.OPERATOR]), 0o600)
+    workload_write(PGPASS_FILE, _pgpass(state.passwords[layout.SystemUser.BACKUP]), 0o600)
     workload_write(TLS_FILES.ca_file, tls.ca, 0o600)
     workload_write(TLS_FILES.cert_file, tls.cert, 0o600)
     workload_write(TLS_FILES.key_file, tls.key, 0o600)

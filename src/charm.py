@@ -212,6 +212,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
                 self.container.replan()
             self._ack(backups.SERVER_KEY, server)
         self._ack(clients.UNIT_DIGEST_KEY, client_policy.rules_digest(st.peer_data.client_rules))
+        clients.close_orphaned_sessions(st, self.cluster_status)
         return settings
 
     def _ack(self, key: str, value: str) -> None:

@@ -268,6 +268,36 @@ def reconcile(
     return Outcome(rules, sorted(admitted), problems, granted, published)
 
 
+# Sessions whose role is gone. The primary's are closed when the user is dropped; a replica
+# receives the DROP ROLE through replication, which leaves its sessions open.
+_ORPHANED_SESSIONS = (
+    "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a"
+    " WHERE a.backend_type = 'client backend' AND a.usesysid IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid)"
+)
+
+
+def close_orphaned_sessions(state: State, status: patroni.ClusterStatus | None) -> int:
+    """Every unit: end the sessions, on its own member, of users that no longer exist."""
+    member = status.member(state.member) if status else None
+    if member is None or not member.is_healthy or state.passwords is None or not state.pod_ip:
+        return 0
+    password = state.passwords[layout.SystemUser.OPERATOR]
+    db = pglib.PostgreSQL(
+        primary_host=state.pod_ip, user=layout.SystemUser.OPERATOR.value, password=password
+    )
+    try:
+        with db.connect() as conn:
+            row = conn.execute(_ORPHANED_SESSIONS).fetchone()
+    except (pglib.PostgreSQLError, psycopg.Error) as e:
+        logger.info("cannot look for sessions of dropped users yet: %s", e)
+        return 0
+    closed = int(row[0]) if row else 0
+    if closed:
+        logger.info("closed %d session(s) of dropped users", closed)
+    return closed
+
+
 def _drop_gone(
     db: pglib.PostgreSQL, peer_data: PeerAppData, model: ops.Model, keep: Collection[str]
 ) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import ops
+import psycopg
 
 import config
 import config_options
@@ -207,6 +208,16 @@ def reconcile_dynamic_config(
     return True
 
 
+# What pgBackRest needs beyond its roles (pg_read_all_settings, pg_checkpoint) to back up from a
+# primary or a standby: no superuser. Constant identifiers only.
+BACKUP_FUNCTIONS = (
+    "pg_catalog.pg_backup_start(text, boolean)",
+    "pg_catalog.pg_backup_stop(boolean)",
+    "pg_catalog.pg_switch_wal()",
+    "pg_catalog.pg_create_restore_point(text)",
+)
+
+
 def reconcile_system_roles(db: pglib.PostgreSQL, passwords: dict[layout.SystemUser, str]) -> None:
     """Create the monitoring and backup roles (Patroni creates the others) or fix their passwords."""
     roles = {
@@ -219,6 +230,25 @@ def reconcile_system_roles(db: pglib.PostgreSQL, passwords: dict[layout.SystemUs
             db.create_user(user.value, password, in_roles=in_roles)
         elif not db.password_matches(user.value, password):
             db.alter_user_password(user.value, password)
+    _grant_backup_functions(db)
+
+
+def _grant_backup_functions(db: pglib.PostgreSQL) -> None:
+    """EXECUTE on the backup functions for the backup role, only where it is missing.
+
+    A GRANT rewrites the catalog row even when nothing changes.
+    """
+    user = layout.SystemUser.BACKUP.value
+    try:
+        with db.connect() as conn:
+            for function in BACKUP_FUNCTIONS:
+                row = conn.execute(
+                    "SELECT has_function_privilege(%s, %s, 'EXECUTE')", (user, function)
+                ).fetchone()
+                if not (row and row[0]):
+                    conn.execute(f"GRANT EXECUTE ON FUNCTION {function} TO {user}")  # constants
+    except psycopg.Error as e:
+        raise pglib.PostgreSQLError(f"cannot grant the backup functions to {user}: {e}") from None
 
 
 def reconcile_extensions(

@@ -116,11 +116,12 @@ def hba_rules(client_rules: Sequence[HbaRule], tls: bool) -> list[str]:
     system = [
         HbaRule("all", layout.SystemUser.OPERATOR.value, connection_type="local", address=""),
         HbaRule("all", layout.SystemUser.MONITORING.value, connection_type="local", address=""),
+        # pgBackRest reaches its own member's server through the socket only.
+        HbaRule("all", layout.SystemUser.BACKUP.value, connection_type="local", address=""),
         HbaRule("replication", layout.SystemUser.REPLICATION.value),
         HbaRule("all", layout.SystemUser.OPERATOR.value),
         HbaRule("all", layout.SystemUser.REWIND.value),
         HbaRule("all", layout.SystemUser.MONITORING.value),
-        HbaRule("all", layout.SystemUser.BACKUP.value),
     ]
     lines: list[str] = []
     for rule in [*system, *client_rules]:

@@ -151,11 +151,32 @@ def test_relation_removed_revokes_access_and_keeps_the_data(juju: LocalBackend):
     host = juju.service_address(f"{APP}-primary")
     with connect(host, creds["password"], dbname="orders", user=creds["username"]) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (3,)
+    # Sessions the application still holds, on the primary and on a replica.
+    held = [
+        connect(
+            juju.service_address(f"{APP}-{service}"),
+            creds["password"],
+            "orders",
+            creds["username"],
+        )
+        for service in ("primary", "replicas")
+    ]
 
     juju.remove_relation(APP, f"{APP_A}:database")
     juju.wait_for(
         lambda s: s.app_units(APP_A)[0].workload_status == "blocked", timeout=120, what="gone"
     )
+
+    def closed(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return True
+        return False
+
+    wait(lambda: all(closed(c) for c in held), 60, "the held sessions to be closed")
+    for conn in held:
+        conn.close()
 
     def refused() -> bool:
         try:

@@ -23,10 +23,13 @@ from typing import Any
 
 import pytest
 
+import cluster
+from charms.postgresql_k8s.v0 import postgresql as pglib
 from substrate.s3 import CertificateAuthority, S3Server
 from tests.integration import pg_server as pg
 from tests.integration.pg_server import PgServer
 from tests.integration.polling import eventually
+from workload import layout
 from workload import pgbackrest as pb
 
 pytestmark = pytest.mark.integration
@@ -85,7 +88,7 @@ class Node:
         text = pb.render_config(STANZA, s3, pg_instance, paths=self.paths, **options)
         _write(self.conf, text)
         # pgBackRest has no password option: libpq finds it in the passfile.
-        _write(self.passfile, f"*:*:*:postgres:{password}\n")
+        _write(self.passfile, f"*:*:*:{pg_instance.user}:{password}\n")
 
     def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a pgBackRest command as postgres; a failure raises PgBackRestError."""
@@ -127,13 +130,35 @@ def make_node() -> Iterator[Callable[[], Node]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def instance(server: PgServer) -> pb.PgInstance:
+def instance(server: PgServer, user: str | None = None) -> pb.PgInstance:
     return pb.PgInstance(
         path=str(server.data_dir),
         port=server.port,
         socket_path=str(server.socket_dir),
-        user=server.superuser,
+        user=user or server.superuser,
     )
+
+
+BACKUP_USER = layout.SystemUser.BACKUP.value
+BACKUP_PASSWORD = "backup-role-password"
+
+
+def create_system_roles(server: PgServer) -> None:
+    """The monitoring and backup roles exactly as the charm's leader creates them."""
+    db = pglib.PostgreSQL(
+        primary_host=server.host,
+        port=server.port,
+        user=server.superuser,
+        password=server.password,
+    )
+    passwords = {
+        layout.SystemUser.MONITORING: "monitoring-role-password",
+        layout.SystemUser.BACKUP: BACKUP_PASSWORD,
+    }
+    cluster.reconcile_system_roles(db, passwords)
+    with server.connect() as conn:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (BACKUP_USER,))
+        assert row.fetchone() == (False,)
 
 
 @contextlib.contextmanager
@@ -461,6 +486,7 @@ def pgbackrest_server(node: Node, member: TlsMember) -> Iterator[None]:
 def test_backup_from_a_standby_copies_files_from_the_standby(
     s3_server: S3Server, s3_bucket: str, make_node: Callable[[], Node]
 ):
+    """As the charm's backup role (not a superuser) on both members, as the charm runs it."""
     s3 = s3_settings(s3_server, s3_bucket, "/standby")
     ca = CertificateAuthority("pgbackrest-ca")
     primary_node, standby_node = make_node(), make_node()
@@ -470,42 +496,62 @@ def test_backup_from_a_standby_copies_files_from_the_standby(
     def server_options(member: TlsMember) -> pb.TlsServer:
         return pb.TlsServer("127.0.0.1", member.files, client_cn="pgbackrest", port=member.port)
 
-    with (
-        archiving_server(primary_node, s3, server=server_options(primary_tls)) as primary,
-        pgbackrest_server(primary_node, primary_tls),
-    ):
-        insert(primary, 1, 100)
-        password = primary.password
-        _write(standby_node.passfile, f"*:*:*:postgres:{password}\n")
-        subprocess.run(
-            pg.as_postgres(
-                *("env", f"PGPASSFILE={standby_node.passfile}"),
-                str(pg.PG_BIN / "pg_basebackup"),
-                *(f"--pgdata={standby_node.data_dir}", "--host=127.0.0.1", "--checkpoint=fast"),
-                *(f"--port={primary.port}", "--username=postgres", "--no-sync"),
-            ),
-            check=True,
-            capture_output=True,
+    with pg.pg_server(settings=primary_node.archive_settings()) as primary:
+        create_system_roles(primary)
+        primary_node.configure(
+            s3,
+            instance(primary, BACKUP_USER),
+            BACKUP_PASSWORD,
+            server=server_options(primary_tls),
         )
-        _write(standby_node.data_dir / "standby.signal", "")
-        conninfo = (
-            f"host=127.0.0.1 port={primary.port} user=postgres passfile={standby_node.passfile}"
-        )
-        with pg.run_data_dir(
-            standby_node.data_dir, "postgres", password, {"primary_conninfo": conninfo}
-        ) as standby:
-            # The standby's own certificate is its client certificate towards the primary.
-            remote = pb.RemotePrimary(
-                "localhost", standby_tls.files, instance(primary), primary_tls.port
+        primary_node.timed(pb.stanza_create(str(primary_node.conf), STANZA))
+        primary_node.timed(pb.check(str(primary_node.conf), STANZA))
+        with pgbackrest_server(primary_node, primary_tls):
+            insert(primary, 1, 100)
+            password = primary.password
+            replication_pass = _write(
+                standby_node.dir / "replication.pgpass", f"*:*:*:postgres:{password}\n"
             )
-            standby_node.configure(
-                s3, instance(standby), password, server=server_options(standby_tls), primary=remote
+            subprocess.run(
+                pg.as_postgres(
+                    *("env", f"PGPASSFILE={replication_pass}"),
+                    str(pg.PG_BIN / "pg_basebackup"),
+                    *(
+                        f"--pgdata={standby_node.data_dir}",
+                        "--host=127.0.0.1",
+                        "--checkpoint=fast",
+                    ),
+                    *(f"--port={primary.port}", "--username=postgres", "--no-sync"),
+                ),
+                check=True,
+                capture_output=True,
             )
-            with pgbackrest_server(standby_node, standby_tls):
-                eventually(lambda: ids(standby) == list(range(1, 101)), 30, "rows replicated")
-                argv = pb.backup(str(standby_node.conf), STANZA, "full")
-                proc = standby_node.timed([*argv[:-1], "--log-level-console=detail", argv[-1]])
-                info = standby_node.info()
+            _write(standby_node.data_dir / "standby.signal", "")
+            conninfo = (
+                f"host=127.0.0.1 port={primary.port} user=postgres passfile={replication_pass}"
+            )
+            with pg.run_data_dir(
+                standby_node.data_dir, "postgres", password, {"primary_conninfo": conninfo}
+            ) as standby:
+                # The standby's own certificate is its client certificate towards the primary.
+                remote = pb.RemotePrimary(
+                    "localhost",
+                    standby_tls.files,
+                    instance(primary, BACKUP_USER),
+                    primary_tls.port,
+                )
+                standby_node.configure(
+                    s3,
+                    instance(standby, BACKUP_USER),
+                    BACKUP_PASSWORD,
+                    server=server_options(standby_tls),
+                    primary=remote,
+                )
+                with pgbackrest_server(standby_node, standby_tls):
+                    eventually(lambda: ids(standby) == list(range(1, 101)), 30, "rows replicated")
+                    argv = pb.backup(str(standby_node.conf), STANZA, "full")
+                    proc = standby_node.timed([*argv[:-1], "--log-level-console=detail", argv[-1]])
+                    info = standby_node.info()
 
     copied = re.findall(r"backup file (\S+)", proc.stdout)
     from_primary = [path for path in copied if path.startswith("localhost:")]

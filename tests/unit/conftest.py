@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
@@ -191,17 +192,24 @@ class FakeDatabase:
 
     archiver: tuple[str | None, str, bool] = (None, "000000010000000000000001", False)
     query_error: Exception | None = None
+    # Sessions of dropped users each member still has (host -> count), closed by a sweep.
+    orphaned: dict[str, int] = dataclasses.field(default_factory=dict)
+    swept: list[str] = dataclasses.field(default_factory=list)
+    # Functions the backup role may execute ("GRANT EXECUTE ON FUNCTION <f> TO backup" seen).
+    granted_functions: list[str] = dataclasses.field(default_factory=list)
 
     def connect(self, database: str | None = None) -> FakeConnection:
         self._check()
-        return FakeConnection(self)
+        return FakeConnection(self, host=self.hosts[-1] if self.hosts else "")
 
 
 @dataclasses.dataclass
 class FakeConnection:
-    """A connection answering the archive-lag query with FakeDatabase.archiver."""
+    """A connection answering the archive-lag query with FakeDatabase.archiver, and the sweep of
+    dropped users' sessions with FakeDatabase.orphaned."""
 
     db: FakeDatabase
+    host: str = ""
     row: tuple[Any, ...] | None = None
 
     def __enter__(self) -> FakeConnection:
@@ -213,6 +221,17 @@ class FakeConnection:
     def execute(self, query: Any, params: Any = ()) -> FakeConnection:
         if self.db.query_error is not None:
             raise self.db.query_error
+        if "pg_terminate_backend" in str(query):
+            self.db.swept.append(self.host)
+            self.row = (self.db.orphaned.pop(self.host, 0),)
+            return self
+        if "has_function_privilege" in str(query):
+            assert params[0] == "backup", params
+            self.row = (params[1] in self.db.granted_functions,)
+            return self
+        if grant := re.fullmatch(r"GRANT EXECUTE ON FUNCTION (.+) TO backup", str(query)):
+            self.db.granted_functions.append(grant.group(1))
+            return self
         assert "pg_stat_archiver" in str(query), query
         self.row = self.db.archiver
         return self

@@ -105,7 +105,7 @@ def test_every_unit_gets_pgbackrest_conf_tls_and_its_server(
     # pg1 is this unit's own data directory; every other member is reached over TLS.
     assert members["pg1-path"] == layout.PGDATA
     assert "pg1-host" not in members
-    assert members["pg1-user"] == layout.SystemUser.OPERATOR.value
+    assert members["pg1-user"] == layout.SystemUser.BACKUP.value  # not a superuser
     assert [members["pg2-host"], members["pg3-host"]] == [
         f"{APP}-1.{APP}-endpoints",
         f"{APP}-2.{APP}-endpoints",
@@ -131,10 +131,10 @@ def test_every_unit_gets_pgbackrest_conf_tls_and_its_server(
 
     # The key pair, the password and the TLS key: every file is the workload user's alone.
     ca, cert, key = tls_parts(out.get_secret(label=backups.TLS_SECRET_LABEL).tracked_content)
-    operator = state.get_secret(label="system-users").tracked_content["operator-password"]
+    backup = state.get_secret(label="system-users").tracked_content["backup-password"]
     expected = {
         pgbackrest.CONF_FILE: None,
-        backups.PGPASS_FILE: f"*:*:*:operator:{operator}\n",
+        backups.PGPASS_FILE: f"*:*:*:backup:{backup}\n",
         backups.TLS_FILES.ca_file: ca,
         backups.TLS_FILES.cert_file: cert,
         backups.TLS_FILES.key_file: key,
@@ -163,7 +163,7 @@ def test_password_file_escapes_what_pgpass_treats_as_separators(
     healthy_cluster(patroni)
     state = backup_state(image, leader=False)
     system = state.get_secret(label="system-users")
-    content = {**system.tracked_content, "operator-password": r"a:b\c"}
+    content = {**system.tracked_content, "backup-password": r"a:b\c"}
     secrets = [s for s in state.secrets if s.label != "system-users"]
     state = dataclasses.replace(
         state,
@@ -173,7 +173,7 @@ def test_password_file_escapes_what_pgpass_treats_as_separators(
         ],
     )
     out = ctx.run(ctx.on.config_changed(), state)
-    assert file_in(ctx, out, backups.PGPASS_FILE).read_text() == "*:*:*:operator:a\\:b\\\\c\n"
+    assert file_in(ctx, out, backups.PGPASS_FILE).read_text() == "*:*:*:backup:a\\:b\\\\c\n"
 
 
 def test_pgbackrest_conf_lists_every_peer_member_once(

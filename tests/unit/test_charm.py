@@ -12,6 +12,7 @@ import yaml
 from ops import testing
 
 import charm
+import cluster
 import system_users
 from tests.unit.conftest import (
     APP,
@@ -164,7 +165,11 @@ def test_leader_patches_dynamic_config_and_creates_system_roles(
     assert patroni.config["postgresql"]["parameters"]["work_mem"] == "8192"
     assert patroni.config["postgresql"]["parameters"]["password_encryption"] == "scram-sha-256"
     assert set(database.passwords) == {"monitoring", "backup"}
-    assert database.hosts[0] == patroni.member(f"{APP}-0")["host"]
+    assert database.attributes["backup"]["in_roles"] == ["pg_read_all_settings", "pg_checkpoint"]
+    assert database.granted_functions == list(cluster.BACKUP_FUNCTIONS)
+    # Roles are managed on the primary (the unit's own member is only swept, see clients).
+    managed_on = [h for h in database.hosts if h not in database.swept]
+    assert managed_on[0] == patroni.member(f"{APP}-0")["host"]
 
 
 def test_unset_parameter_is_removed_from_dcs(

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import ops
+import psycopg
 import pytest
 from dpcharmlibs import interfaces
 from ops import testing
@@ -662,3 +663,43 @@ def test_second_identical_event_writes_nothing(
     assert revisions(again) == before[1]
     assert peer_relation(again) == before[2]
     assert database.passwords == before[3]
+
+
+# -- sessions of dropped users -------------------------------------------------------------------
+
+POD_IP = "192.0.2.0"  # the unit's address in ops.testing's default network
+
+
+def test_a_replica_closes_the_sessions_of_users_dropped_on_the_primary(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni, database: FakeDatabase
+):
+    """The DROP ROLE reaches the replica by replication, which leaves its sessions open."""
+    healthy_cluster(patroni, leader=1)
+    database.orphaned[POD_IP] = 2
+    ctx.run(ctx.on.update_status(), cluster_state(image, leader=False))
+    assert database.swept == [POD_IP]
+    assert database.orphaned == {}
+
+
+@pytest.mark.parametrize("state", ["starting", "stopped"])
+def test_a_member_that_does_not_run_is_not_swept(
+    ctx: Ctx,
+    image: dict[str, testing.Mount],
+    patroni: FakePatroni,
+    database: FakeDatabase,
+    state: str,
+):
+    healthy_cluster(patroni, leader=1)
+    patroni.member(f"{APP}-0")["state"] = state
+    database.orphaned[POD_IP] = 1
+    ctx.run(ctx.on.update_status(), cluster_state(image, leader=False))
+    assert database.swept == []
+
+
+def test_a_failing_sweep_does_not_fail_the_hook(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni, database: FakeDatabase
+):
+    healthy_cluster(patroni, leader=1)
+    database.query_error = psycopg.OperationalError("the server closed the connection")
+    out = ctx.run(ctx.on.update_status(), cluster_state(image, leader=False))
+    assert out.unit_status == ops.ActiveStatus("replica")

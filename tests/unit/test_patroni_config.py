@@ -223,6 +223,7 @@ def test_hba_rules_system_users_without_tls():
     assert patroni.hba_rules((), tls=False) == [
         "local all operator scram-sha-256",
         "local all monitoring scram-sha-256",
+        "local all backup scram-sha-256",
         "host replication replication 0.0.0.0/0 scram-sha-256",
         "host replication replication ::0/0 scram-sha-256",
         "host all operator 0.0.0.0/0 scram-sha-256",
@@ -231,8 +232,6 @@ def test_hba_rules_system_users_without_tls():
         "host all rewind ::0/0 scram-sha-256",
         "host all monitoring 0.0.0.0/0 scram-sha-256",
         "host all monitoring ::0/0 scram-sha-256",
-        "host all backup 0.0.0.0/0 scram-sha-256",
-        "host all backup ::0/0 scram-sha-256",
     ]
 
 
