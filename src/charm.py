@@ -143,10 +143,8 @@ class PostgresqlK8sCharm(ops.CharmBase):
                 tls_id = backups.ensure_tls(self.app, self.model, self.state)
                 self._leader_save({"backup_tls_secret": tls_id})
             if self.state.peer_data.restore is not None and self.container.can_connect():
-                status = self.cluster_status
-                self._leader_save(
-                    {"restore": restore.leader_step(self.container, self.state, status)}
-                )
+                step = restore.leader_step(self.container, self.state, self.cluster_status)
+                self._leader_save({"restore": step})
         settings = self._reconcile_unit()
         if settings is None or not self.state.is_leader:
             return
@@ -381,9 +379,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
     def _on_promote_to_primary(self, event: ops.ActionEvent) -> None:
         status, me = self.cluster_status, self.state.member
         if status is None or status.leader is None:
-            event.fail(
-                "the cluster has no primary or Patroni is not reachable: nothing to switch over"
-            )
+            event.fail("no primary, or Patroni is not reachable: nothing to switch over")
             return
         if status.leader.name == me:
             event.fail("this unit is already the primary")
