@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 # The charm's modules import each other by their names in src/ and lib/, as Juju's dispatch does.
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_backup.add_argument("--output", type=Path, help="also write the JSON to this file")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    # What the test suite's configuration ignores too (pyproject.toml): the libraries' own noise.
+    warnings.filterwarnings("ignore", message=r"The '\w+' attribute with value", module="pydantic")
+    warnings.filterwarnings(
+        "ignore", message="JujuVersion.from_environ", category=DeprecationWarning
+    )
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Each hook's ops sets the root logger to DEBUG; only our own handler decides what shows.
