@@ -96,10 +96,24 @@ def netns_pids(name: str) -> list[int]:
         return []
 
 
+def mac_address(address: ipaddress.IPv4Address) -> str:
+    """A locally administered MAC derived from an IPv4 address: the same IP, the same MAC.
+
+    A bridge left to itself takes the lowest MAC among its ports, so adding or deleting a pod
+    would change the MAC behind the host's addresses (gateway, Service IPs) while pods still
+    cache the old one: connections time out until the neighbour entries are resolved again.
+    A pod recreated at its address would likewise come back behind a new MAC.
+    """
+    return "02:00:" + ":".join(f"{byte:02x}" for byte in address.packed)
+
+
 def add_bridge(name: str, address: ipaddress.IPv4Interface) -> None:
-    """Create a bridge holding `address` on the host and bring it up (no-op if it exists)."""
+    """Create a bridge holding `address` on the host and bring it up (no-op if it exists).
+
+    Its MAC is fixed (see `mac_address`): one set by hand is kept whatever ports come and go.
+    """
     if name not in link_names():
-        ip("link", "add", name, "type", "bridge")
+        ip("link", "add", name, "address", mac_address(address.ip), "type", "bridge")
         ip("addr", "add", str(address), "dev", name)
     ip("link", "set", name, "up")
 
@@ -123,7 +137,10 @@ def add_netns(name: str, host_veth: str, bridge: str, address: ipaddress.IPv4Int
     if name not in netns_names():
         ip("netns", "add", name)
     if host_veth not in link_names():
-        ip("link", "add", host_veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+        ip(
+            *("link", "add", host_veth, "type", "veth", "peer", "name", "eth0"),
+            *("address", mac_address(address.ip), "netns", name),
+        )
     ip("link", "set", host_veth, "master", bridge, "up")
     ip("-n", name, "link", "set", "lo", "up")
     if str(address.ip) not in ip("-n", name, "-o", "addr", "show", "dev", "eth0"):

@@ -336,7 +336,8 @@ class ServiceRouter:
             self._remove_servers(current.backend, current.members)
             self._add_servers(service, service.members)
         else:
-            self._add_servers(service, service.members - current.members)
+            # Members without a live server get one (also one a failed call left in maintenance).
+            self._add_servers(service, service.members)
             self._remove_servers(current.backend, current.members - service.members)
             self._promote_decided(service.backend, wait=0.0)
 

@@ -1,0 +1,47 @@
+"""Tier 2: the local substrate's pod network keeps its link-layer addresses as pods come and go.
+
+A Linux bridge left to itself takes the lowest MAC among its ports: every pod added or deleted
+could move the MAC behind the host's addresses (the gateway, every Service IP) while the other
+pods still cache the old one, and their connections would time out until they resolve it again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from substrate import netns, pods
+
+pytestmark = pytest.mark.integration
+
+
+def pod_mac(pod: pods.Pod) -> str:
+    """eth0's MAC as the pod sees it (netlink: the pod's /sys is the host's)."""
+    line = pod.exec(["ip", "-o", "link", "show", "eth0"]).stdout
+    return line.split("link/ether ", 1)[1].split()[0]
+
+
+def test_the_host_keeps_its_mac_and_pods_have_theirs_whatever_pods_come_and_go(
+    substrate: pods.Substrate,
+):
+    bridge = Path("/sys/class/net") / substrate.slot.bridge
+    fixed = netns.mac_address(ipaddress.IPv4Address(substrate.host_ip))
+    assert (bridge / "address").read_text().strip() == fixed
+    made = [substrate.add_pod(f"churn-{i}", storage=()) for i in range(4)]
+    try:
+        for pod in made:
+            assert pod_mac(pod) == netns.mac_address(ipaddress.IPv4Address(pod.ip))
+        assert (bridge / "address").read_text().strip() == fixed
+        for pod in made[:2]:
+            substrate.delete_pod(pod.name)
+        assert (bridge / "address").read_text().strip() == fixed
+        # What pods resolve the host's addresses to is that MAC.
+        survivor = made[2]
+        survivor.exec(["bash", "-c", f"exec 3<>/dev/tcp/{substrate.host_ip}/9"], check=False)
+        neighbours = survivor.exec(["ip", "neigh", "show", substrate.host_ip]).stdout
+        assert fixed in neighbours, neighbours
+    finally:
+        for pod in made[2:]:
+            substrate.delete_pod(pod.name)
