@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,6 +14,26 @@ if TYPE_CHECKING:  # boto3 and moto load only for the modules that use S3
 
 # The name pods give the S3 endpoint: its certificate names it (pgBackRest 2.45 ignores IP SANs).
 S3_DNS_NAME = "s3.substrate.test"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failure, the tail of the Services router's log joins the report.
+
+    CI keeps nothing else: the run's directory goes with the model.
+    """
+    del call
+    report = yield
+    funcargs: dict[str, object] = getattr(item, "funcargs", {})
+    backend = funcargs.get("juju")
+    if report.failed and isinstance(backend, LocalBackend):
+        log = backend.router.log_path
+        if log.exists():
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-80:])
+            report.sections.append(("Services router (HAProxy) log, last lines", tail))
+    return report
 
 
 @pytest.fixture(scope="module")
