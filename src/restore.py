@@ -106,7 +106,9 @@ def leader_step(
     r = state.peer_data.restore
     assert r is not None
     now = datetime.datetime.now(datetime.timezone.utc)
-    elapsed = now - datetime.datetime.fromisoformat(r.started)
+    elapsed = (
+        now - datetime.datetime.fromisoformat(r.started) if r.started else datetime.timedelta()
+    )
     if r.phase == "stopping":
         return _after_stopping(container, state, r, elapsed)
     if r.phase == "restoring":
