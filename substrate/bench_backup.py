@@ -106,7 +106,8 @@ def _direct_restore(b: LocalBackend, unit: str, backup_id: str) -> tuple[float, 
         unit,
         _as_postgres(f"{PG_BIN}/pg_ctl", "-D", SCRATCH, "-W", "-l", log, "-o", options, "start"),
     )
-    psql = [f"{PG_BIN}/psql", "-h", SOCKETS, "-p", "5499", "-U", "operator", "-d", "postgres"]
+    # As the role whose password the charm's pgBackRest password file holds.
+    psql = [f"{PG_BIN}/psql", "-h", SOCKETS, "-p", "5499", "-U", "backup", "-d", "postgres"]
     query = _as_postgres(*psql, "-Atc", "SELECT pg_is_in_recovery()")
     while time.monotonic() - start < 900:
         if (
