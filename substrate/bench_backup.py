@@ -15,6 +15,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,32 @@ def _load(b: LocalBackend, scale: int) -> int:
         row = c.execute("SELECT sum(pg_database_size(datname)) FROM pg_database").fetchone()
     assert row is not None
     return int(row[0])
+
+
+class _Moment(threading.Event):
+    seconds = 0.0
+
+
+def _first_writable(host: str, password: str, since: float) -> _Moment:
+    """Set, with the time, once the primary Service serves a writable server (polled 4/s)."""
+    moment = _Moment()
+
+    def poll() -> None:
+        while time.monotonic() - since < 1800:
+            tried = time.monotonic()
+            try:
+                with psycopg.connect(host=host, user="operator", password=password,
+                                     dbname="postgres", connect_timeout=2) as c:  # fmt: skip
+                    if c.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,):
+                        moment.seconds = time.monotonic()
+                        moment.set()
+                        return
+            except psycopg.Error:
+                pass
+            time.sleep(max(0.0, 0.25 - (time.monotonic() - tried)))
+
+    threading.Thread(target=poll, daemon=True, name="writable-poller").start()
+    return moment
 
 
 def _replica(b: LocalBackend) -> str:
@@ -167,20 +194,14 @@ def run(scale: int) -> dict[str, Any]:
         files, recovered = _direct_restore(b, _replica(b), backup_id)
         figures["restore_direct_files_s"] = files
         figures["restore_direct_writable_s"] = round(files + recovered, 2)
+        host, password = b.service_address(f"{APP}-primary"), _password(b)
         start = time.monotonic()
         b.run_action(leader, "restore", {"backup-id": backup_id})
-        host = b.service_address(f"{APP}-primary")
-
-        def writable() -> bool:
-            try:
-                with psycopg.connect(host=host, user="operator", password=_password(b),
-                                     dbname="postgres", connect_timeout=3) as c:  # fmt: skip
-                    return c.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
-            except psycopg.Error:
-                return False
-
-        b.wait_for(lambda s: writable(), timeout=1800, what="a writable restored primary")
-        figures["restore_charm_writable_s"] = round(time.monotonic() - start, 2)
+        # Polled from a thread: the model's loop runs hooks in this one, and its checks of a
+        # condition can be tens of seconds apart while hooks run.
+        writable_at = _first_writable(host, password, start)
+        b.wait_for(lambda s: writable_at.is_set(), timeout=1800, what="a writable primary")
+        figures["restore_charm_writable_s"] = round(writable_at.seconds - start, 2)
         b.wait_for(
             lambda s: roles_settled(APP, UNITS)(s) and "restore" not in s.apps[APP][1],
             timeout=1800,
