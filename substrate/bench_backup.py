@@ -32,6 +32,7 @@ BUCKET = "bench"
 CONF = "/var/lib/postgresql/conf/pgbackrest.conf"
 PGPASS = "/var/lib/postgresql/conf/pgbackrest.pgpass"
 SCRATCH = "/var/lib/postgresql/data/bench-restore"
+AFTER_BACKUP = "bench_after_backup"
 PG_BIN = "/usr/lib/postgresql/15/bin"
 SOCKETS = "/var/lib/postgresql/run"
 
@@ -88,7 +89,7 @@ class _Moment(threading.Event):
 
 
 def _first_writable(host: str, password: str, since: float) -> _Moment:
-    """Set, with the time, once the primary Service serves a writable server (polled 4/s)."""
+    """Set, with the time, once the primary Service serves a writable restored server."""
     moment = _Moment()
 
     def poll() -> None:
@@ -97,7 +98,11 @@ def _first_writable(host: str, password: str, since: float) -> _Moment:
             try:
                 with psycopg.connect(host=host, user="operator", password=password,
                                      dbname="postgres", connect_timeout=2) as c:  # fmt: skip
-                    if c.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,):
+                    restored = c.execute(
+                        "SELECT NOT pg_is_in_recovery() AND to_regclass(%s) IS NULL",
+                        (AFTER_BACKUP,),
+                    )
+                    if restored.fetchone() == (True,):
                         moment.seconds = time.monotonic()
                         moment.set()
                         return
@@ -195,11 +200,15 @@ def run(scale: int) -> dict[str, Any]:
         figures["restore_direct_files_s"] = files
         figures["restore_direct_writable_s"] = round(files + recovered, 2)
         host, password = b.service_address(f"{APP}-primary"), _password(b)
+        # A table the backup does not have: the restored primary is the one without it.
+        with psycopg.connect(host=host, user="operator", password=password,
+                             dbname="postgres", autocommit=True) as c:  # fmt: skip
+            c.execute(f"CREATE TABLE {AFTER_BACKUP} (id int)")
         start = time.monotonic()
-        b.run_action(leader, "restore", {"backup-id": backup_id})
-        # Polled from a thread: the model's loop runs hooks in this one, and its checks of a
-        # condition can be tens of seconds apart while hooks run.
+        # Polled from a thread, from before the action: the model's loop runs hooks in this
+        # one (the action itself returns only once the hooks it caused have run).
         writable_at = _first_writable(host, password, start)
+        b.run_action(leader, "restore", {"backup-id": backup_id})
         b.wait_for(lambda s: writable_at.is_set(), timeout=1800, what="a writable primary")
         figures["restore_charm_writable_s"] = round(writable_at.seconds - start, 2)
         b.wait_for(
