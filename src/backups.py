@@ -171,13 +171,11 @@ def run(container: ops.Container, argv: list[str], timeout: float = COMMAND_TIME
         stderr = (failed.stderr or "") + (failed.stdout or "")
         error = pgbackrest.PgBackRestError.from_stderr(failed.exit_code, stderr)
         raise BackupError(str(error.diagnosis)) from None
-    except ops.pebble.TimeoutError:
-        raise BackupError(f"{argv[-1]} did not finish within {timeout:.0f} s") from None
-    except ops.pebble.ChangeError as e:
+    except (ops.pebble.TimeoutError, ops.pebble.ChangeError) as e:
         # Pebble ends an exec past its timeout with a change error "timed out after …".
-        if "timed out" in e.err:
-            raise BackupError(f"{argv[-1]} did not finish within {timeout:.0f} s") from None
-        raise BackupError(f"{argv[-1]} could not run: {' '.join(e.err.split())}") from None
+        if isinstance(e, ops.pebble.ChangeError) and "timed out" not in e.err:
+            raise BackupError(f"{argv[-1]} could not run: {' '.join(e.err.split())}") from None
+        raise BackupError(f"{argv[-1]} did not finish within {timeout:.0f} s") from None
 
 
 # Probes fail fast: an unreachable endpoint or member should not hold a hook for minutes.
