@@ -1,74 +1,55 @@
-"""One typed snapshot of everything a hook reads from Juju: config, peers, secrets and the unit."""
+"""One immutable snapshot of everything a hook reads: Juju, the container, Kubernetes and Patroni."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 
 import ops
-import pydantic
 
 import config
-import system_users
-from workload import layout
+import k8s
+import peers
+from relations import database
+from relations import s3 as s3_relation
+from workload import internal_tls, layout, patroni, system
 
 logger = logging.getLogger(__name__)
 
-PEER = "database-peers"
 
+@dataclasses.dataclass(frozen=True)
+class ContainerFacts:
+    """What the workload container says about itself; None fields are unknown."""
 
-class RestoreState(pydantic.BaseModel):
-    """A restore in progress: what to restore, who restores it, and how far it got."""
-
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="ignore")
-
-    id: str
-    backup_id: str | None = pydantic.Field(default=None, alias="backup-id")
-    target_time: str | None = pydantic.Field(default=None, alias="target-time")
-    # stopping -> restoring -> replicas; "failed" keeps the cluster stopped with a message;
-    # "abandoned" (a unit did not stop in time) changed nothing and lets every member run.
-    phase: str = "stopping"
-    restorer: str = ""
-    started: str = ""
-    message: str = ""
-
-
-class PeerAppData(pydantic.BaseModel):
-    """Application facts shared through the peer relation (written by the leader only)."""
-
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="ignore")
-
-    system_users_secret: str | None = pydantic.Field(default=None, alias="system-users-secret")
-    # Bumped by the leader when it rotates a password, so every unit re-reads the secret
-    # (units of the owning application get no secret-changed event).
-    users_revision: int = pydantic.Field(default=0, alias="users-revision")
-    # Client access the leader granted: (database, user) pairs every unit writes into pg_hba,
-    # the users every running member was seen to admit (only those are published), and why
-    # requests could not be served, by relation id.
-    client_rules: list[tuple[str, str]] = pydantic.Field(default=[], alias="client-rules")
-    client_admitted: list[str] = pydantic.Field(default=[], alias="client-admitted")
-    client_problems: dict[str, str] = pydantic.Field(default={}, alias="client-problems")
-    # Digests of what was granted to each client user and answered to each request, so that
-    # nothing unchanged is applied or written again.
-    client_granted: dict[str, str] = pydantic.Field(default={}, alias="client-granted")
-    client_published: dict[str, str] = pydantic.Field(default={}, alias="client-published")
-    # Backups: the settings digest the stanza was created for (archiving is on while it matches
-    # the relation's), why the repository cannot be used, the restore in progress, and when the
-    # last backups succeeded or a schedule fired (kind -> ISO time, UTC).
-    backup_stanza: str = pydantic.Field(default="", alias="backup-stanza")
-    backup_tls_secret: str = pydantic.Field(default="", alias="backup-tls-secret")
-    backup_error: str = pydantic.Field(default="", alias="backup-error")
-    restore: RestoreState | None = pydantic.Field(default=None, alias="restore")
-    backup_succeeded: dict[str, str] = pydantic.Field(default={}, alias="backup-succeeded")
-    backup_fired: dict[str, str] = pydantic.Field(default={}, alias="backup-fired")
-    # Extensions the leader enabled in every database, and why the last change failed.
-    extensions_applied: list[str] = pydantic.Field(default=[], alias="extensions-applied")
-    extensions_error: str = pydantic.Field(default="", alias="extensions-error")
+    can_connect: bool
+    pg_major: int | None = None
+    memory_bytes: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
-class State:
-    """What this hook knows about the unit, the application and its config."""
+class ClientRequests:
+    """The `database` relations as the leader reads them (empty on other units)."""
+
+    requests: tuple[database.ClientRequest, ...] = ()
+    problems: tuple[database.RelationProblem, ...] = ()
+    relation_ids: frozenset[int] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class Ready:
+    """The facts without which nothing can be configured, all known."""
+
+    config: config.CharmConfig
+    passwords: Mapping[layout.SystemUser, str]
+    pod_ip: str
+    pg_major: int
+    memory_bytes: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What this hook knows; read once, replaced (never mutated) by the writes the hook makes."""
 
     unit_name: str
     app_name: str
@@ -78,15 +59,27 @@ class State:
     pod_ip: str | None
     config: config.CharmConfig | None
     config_error: config.InvalidConfigError | None
-    peers: ops.Relation | None
-    peer_data: PeerAppData
-    passwords: dict[layout.SystemUser, str] | None
-    peer_unit_data: dict[str, str] = dataclasses.field(default_factory=dict[str, str])
+    peers_related: bool
+    peer_data: peers.PeerAppData
+    # Every unit's peer databag (this unit's included), by unit name.
+    unit_data: Mapping[str, Mapping[str, str]]
+    # The system users' secret content, or None while it does not exist or cannot be read.
+    users_secret: Mapping[str, str] | None
+    s3: s3_relation.S3State
+    backup_tls: internal_tls.InternalTls | None
+    container: ContainerFacts
+    missing_permissions: tuple[str, ...]
+    cluster: patroni.ClusterStatus | None
+    clients: ClientRequests
+    # Set by the backups component's leader step, for the application status.
+    archive_summary: str = ""
 
     @property
-    def departing(self) -> bool:
-        """Whether this unit is being removed (Kubernetes removes the highest ordinals)."""
-        return int(self.unit_name.rsplit("/", 1)[1]) >= self.planned_units
+    def passwords(self) -> dict[layout.SystemUser, str] | None:
+        """Every system user's password, or None while any is missing."""
+        if self.users_secret is None:
+            return None
+        return passwords_from_content(self.users_secret)
 
     @property
     def member(self) -> str:
@@ -94,54 +87,191 @@ class State:
         return layout.member_name(self.unit_name)
 
     @property
+    def departing(self) -> bool:
+        """Whether this unit is being removed (Kubernetes removes the highest ordinals)."""
+        return int(self.unit_name.rsplit("/", 1)[1]) >= self.planned_units
+
+    @property
     def peer_members(self) -> tuple[str, ...]:
         """Member names of every unit in the peer relation, this one included."""
-        units = {self.unit_name}
-        if self.peers is not None:
-            units |= {u.name for u in self.peers.units}
-        return tuple(sorted(layout.member_name(u) for u in units))
+        return tuple(sorted(layout.member_name(u) for u in self.unit_data))
+
+    @property
+    def own_data(self) -> Mapping[str, str]:
+        """This unit's peer databag."""
+        return self.unit_data.get(self.unit_name, {})
+
+    def not_acked(self, key: str, value: str) -> list[str]:
+        """Units (this one included) whose databag does not hold `key: value`, sorted."""
+        if not self.peers_related:
+            return [self.unit_name]
+        return sorted(u for u, bag in self.unit_data.items() if bag.get(key) != value)
+
+    @property
+    def ready(self) -> Ready | None:
+        """The facts configuration needs, or None while one is missing or invalid."""
+        passwords = self.passwords
+        if (
+            self.config is None
+            or self.config_error is not None
+            or passwords is None
+            or self.pod_ip is None
+            or not self.container.can_connect
+            or self.container.pg_major is None
+            or self.missing_permissions
+        ):
+            return None
+        return Ready(
+            self.config,
+            passwords,
+            self.pod_ip,
+            self.container.pg_major,
+            self.container.memory_bytes,
+        )
+
+
+def passwords_from_content(content: Mapping[str, str]) -> dict[layout.SystemUser, str] | None:
+    """The passwords in the system users' secret, or None if any user's is missing."""
+    out: dict[layout.SystemUser, str] = {}
+    for user in layout.SystemUser:
+        value = content.get(user.secret_key)
+        if not value:
+            return None
+        out[user] = value
+    return out
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+USERS_SECRET_LABEL = "system-users"  # noqa: S105 (a label, not a password)
 
 
 def _pod_ip(model: ops.Model) -> str | None:
     try:
-        binding = model.get_binding(PEER)
+        binding = model.get_binding(peers.RELATION)
         return str(binding.network.bind_address) if binding.network.bind_address else None
     except ops.ModelError:
         return None
 
 
-def _peer_data(relation: ops.Relation | None, app: ops.Application) -> PeerAppData:
-    if relation is None:
-        return PeerAppData()
+def _secret_content(model: ops.Model, secret_id: str | None, label: str) -> dict[str, str] | None:
     try:
-        return relation.load(PeerAppData, app)
-    except (pydantic.ValidationError, ValueError) as e:
-        # Only the leader writes this databag; a value we cannot parse is treated as absent.
-        logger.warning("ignoring unreadable peer data: %s", e)
-        return PeerAppData()
+        secret = model.get_secret(id=secret_id) if secret_id else model.get_secret(label=label)
+        return secret.get_content(refresh=True)
+    except (ops.SecretNotFoundError, ops.ModelError):
+        return None
 
 
-def collect(charm: ops.CharmBase) -> State:
-    """Read the snapshot once per hook; later steps never re-read Juju."""
-    model = charm.model
+def _backup_tls(model: ops.Model, secret_id: str) -> internal_tls.InternalTls | None:
+    content = _secret_content(model, secret_id, "") if secret_id else None
+    if content is None or not {"ca-cert", "cert", "key"} <= content.keys():
+        return None
+    return internal_tls.InternalTls(
+        ca=content["ca-cert"], cert=content["cert"], key=content["key"]
+    )
+
+
+def _read_file(container: ops.Container, path: str) -> str | None:
     try:
-        cfg, error = config.load_config(dict(model.config)), None
+        with container.pull(path) as f:
+            return f.read()
+    except (ops.pebble.PathError, ops.pebble.APIError):
+        return None
+
+
+def _container_facts(container: ops.Container) -> ContainerFacts:
+    if not container.can_connect():
+        return ContainerFacts(can_connect=False)
+    try:
+        entries = [f.name for f in container.list_files(layout.PG_BASE_DIR)]
+    except (ops.pebble.APIError, ops.pebble.ConnectionError):
+        entries = []
+    memory = system.memory_limit_bytes(
+        _read_file(container, "/sys/fs/cgroup/memory.max"), _read_file(container, "/proc/meminfo")
+    )
+    return ContainerFacts(True, system.newest_major(entries), memory)
+
+
+def _missing_permissions(kubernetes: k8s.Kubernetes) -> tuple[str, ...]:
+    try:
+        return tuple(kubernetes.missing_permissions())
+    except k8s.KubernetesError as e:
+        logger.warning("RBAC probe failed: %s", e)
+        return ()
+
+
+def patroni_client(
+    pod_ip: str, passwords: Mapping[layout.SystemUser, str]
+) -> patroni.PatroniClient:
+    """Patroni REST client of the member at `pod_ip`."""
+    auth = (layout.SystemUser.PATRONI.value, passwords[layout.SystemUser.PATRONI])
+    return patroni.PatroniClient(f"http://{pod_ip}:{layout.PORT_PATRONI}", auth)
+
+
+def _cluster(
+    pod_ip: str | None, passwords: Mapping[layout.SystemUser, str] | None
+) -> patroni.ClusterStatus | None:
+    if pod_ip is None or passwords is None:
+        return None
+    try:
+        return patroni_client(pod_ip, passwords).cluster()
+    except patroni.PatroniError as e:
+        logger.info("Patroni not reachable: %s", e)
+        return None
+
+
+def _client_requests(model: ops.Model, is_leader: bool) -> ClientRequests:
+    if not is_leader:
+        return ClientRequests()
+    requests, problems = database.read_requests(model)
+    ids = frozenset(r.id for r in model.relations[database.RELATION])
+    return ClientRequests(tuple(requests), tuple(problems), ids)
+
+
+def _config(
+    model: ops.Model, facts: ContainerFacts
+) -> tuple[config.CharmConfig | None, config.InvalidConfigError | None]:
+    """The config, checked against the container's memory too."""
+    try:
+        cfg = config.load_config(dict(model.config))
+        if facts.can_connect:
+            config.postgresql_parameters(cfg, facts.memory_bytes)
     except config.InvalidConfigError as e:
-        cfg, error = None, e
-    peers = model.get_relation(PEER)
-    peer_data = _peer_data(peers, model.app)
+        return None, e
+    return cfg, None
+
+
+def read(
+    model: ops.Model,
+    container: ops.Container,
+    kubernetes: k8s.Kubernetes,
+    s3_state: s3_relation.S3State,
+) -> Snapshot:
+    """Read the snapshot once per hook; later steps never re-read what it holds."""
+    relation = model.get_relation(peers.RELATION)
+    peer_data = peers.load(relation, model.app)
+    facts = _container_facts(container)
+    cfg, error = _config(model, facts)
+    pod_ip = _pod_ip(model)
+    users = _secret_content(model, peer_data.system_users_secret, USERS_SECRET_LABEL)
     is_leader = model.unit.is_leader()
-    return State(
+    return Snapshot(
         unit_name=model.unit.name,
         app_name=model.app.name,
         namespace=model.name,
         is_leader=is_leader,
         planned_units=model.app.planned_units(),
-        pod_ip=_pod_ip(model),
+        pod_ip=pod_ip,
         config=cfg,
         config_error=error,
-        peers=peers,
+        peers_related=relation is not None,
         peer_data=peer_data,
-        passwords=system_users.read(model, peer_data.system_users_secret),
-        peer_unit_data=dict(peers.data[model.unit]) if peers is not None else {},
+        unit_data=peers.unit_databags(relation, model.unit),
+        users_secret=users,
+        s3=s3_state,
+        backup_tls=_backup_tls(model, peer_data.backup_tls_secret),
+        container=facts,
+        missing_permissions=_missing_permissions(kubernetes),
+        cluster=_cluster(pod_ip, passwords_from_content(users) if users else None),
+        clients=_client_requests(model, is_leader),
     )

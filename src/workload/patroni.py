@@ -10,34 +10,19 @@ from typing import Any
 import yaml
 
 from workload import layout
-from workload.patroni_client import (
-    ClusterStatus,
-    Member,
-    PatroniClient,
-    PatroniError,
-    PatroniRequestError,
-    PatroniUnreachableError,
-    SwitchoverRefusedError,
-)
 
-__all__ = [
-    "ClusterStatus",
-    "HbaRule",
-    "Member",
-    "PatroniClient",
-    "PatroniError",
-    "PatroniRequestError",
-    "PatroniSettings",
-    "PatroniUnreachableError",
-    "SwitchoverRefusedError",
-    "TlsPaths",
-    "dcs_environment",
-    "dump",
-    "dynamic_config",
-    "hba_rules",
-    "render",
-    "role_change_script",
-]
+# The REST client lives in patroni_client; these names stay reachable from here for callers
+# that configure and then drive a member (the test substrate).
+from workload.patroni_client import (
+    F401 as F401,
+    ClusterStatus as ClusterStatus,
+    Member as Member,
+    PatroniClient as PatroniClient,
+    PatroniError as PatroniError,
+    PatroniRequestError as PatroniRequestError,
+    PatroniUnreachableError as PatroniUnreachableError,
+    SwitchoverRefusedError as SwitchoverRefusedError,
+)
 
 # Leader lease and loop, within Patroni's rule loop_wait + 2 * retry_timeout <= ttl. A ttl of 30 s
 # bounds the write outage after a primary vanishes with its leader key (see workload notes).
@@ -57,36 +42,60 @@ BASE_PARAMETERS: dict[str, str] = {
     "max_replication_slots": "16",
     "wal_keep_size": "128MB",
     "archive_mode": "on",
-    "archive_command": "/bin/true",
 }
+
+
+# Archiving off: WAL segments are recycled as soon as PostgreSQL is done with them.
+NO_ARCHIVE = "/bin/true"
+CONF_PATH = layout.PATRONI_CONF
 
 
 @dataclasses.dataclass(frozen=True)
 class HbaRule:
-    """One pg_hba.conf line; every rule the charm writes authenticates with scram-sha-256."""
+    """One pg_hba.conf rule; every rule the charm writes authenticates with scram-sha-256.
+
+    `address` "all-networks" stands for every IPv4 and IPv6 address; "" is the local socket.
+    """
 
     database: str
     user: str
-    address: str = "0.0.0.0/0"
+    address: str = "all-networks"
     connection_type: str = "host"
 
-    def render(self) -> str:
-        """The rule as a pg_hba.conf line."""
-        return f"{self.connection_type} {self.database} {self.user} {self.address} scram-sha-256"
+    def render(self) -> list[str]:
+        """The rule as pg_hba.conf lines."""
+        if self.connection_type == "local":
+            return [f"local {self.database} {self.user} scram-sha-256"]
+        addresses = ("0.0.0.0/0", "::0/0") if self.address == "all-networks" else (self.address,)
+        return [
+            f"{self.connection_type} {self.database} {self.user} {address} scram-sha-256"
+            for address in addresses
+        ]
 
 
-@dataclasses.dataclass(frozen=True)
-class TlsPaths:
-    """Certificate files in the container, once the unit has TLS material."""
+def render_hba(rules: Sequence[HbaRule]) -> list[str]:
+    """pg_hba.conf's lines, in the order given (PostgreSQL uses the first rule that matches)."""
+    return [line for rule in rules for line in rule.render()]
 
-    ca: str
-    cert: str
-    key: str
+
+def system_hba() -> list[HbaRule]:
+    """The system users' rules: what each needs to reach, from where."""
+    local = {"connection_type": "local", "address": ""}
+    return [
+        HbaRule("all", layout.SystemUser.OPERATOR.value, **local),
+        HbaRule("all", layout.SystemUser.MONITORING.value, **local),
+        # pgBackRest reaches its own member's server through the socket only.
+        HbaRule("all", layout.SystemUser.BACKUP.value, **local),
+        HbaRule("replication", layout.SystemUser.REPLICATION.value),
+        HbaRule("all", layout.SystemUser.OPERATOR.value),
+        HbaRule("all", layout.SystemUser.REWIND.value),
+        HbaRule("all", layout.SystemUser.MONITORING.value),
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
 class PatroniSettings:
-    """Everything patroni.yml depends on; two equal settings render byte-identical files."""
+    """What this member's Patroni configuration depends on; equal settings render equal files."""
 
     scope: str
     member: str
@@ -96,45 +105,13 @@ class PatroniSettings:
     parameters: Mapping[str, str]
     synchronous_node_count: int
     synchronous_mode_strict: bool
-    client_rules: Sequence[HbaRule] = ()
-    tls: TlsPaths | None = None
     # A member whose unit is being removed: never a synchronous standby nor a failover target,
     # so that the cluster's synchronous set moves to members that stay before it leaves.
     departing: bool = False
-    # WAL archiving (pgBackRest's archive-push once a repository is ready).
-    archive_command: str = "/bin/true"
-    # Bootstrap by restoring a backup instead of initdb (a restore in progress on this member).
-    restore_command: str | None = None
 
 
-def hba_rules(client_rules: Sequence[HbaRule], tls: bool) -> list[str]:
-    """pg_hba.conf: the system users first, then one rule per client user and database.
-
-    With TLS on, every network rule becomes `hostssl`, so no password crosses the wire in clear.
-    """
-    host = "hostssl" if tls else "host"
-    system = [
-        HbaRule("all", layout.SystemUser.OPERATOR.value, connection_type="local", address=""),
-        HbaRule("all", layout.SystemUser.MONITORING.value, connection_type="local", address=""),
-        # pgBackRest reaches its own member's server through the socket only.
-        HbaRule("all", layout.SystemUser.BACKUP.value, connection_type="local", address=""),
-        HbaRule("replication", layout.SystemUser.REPLICATION.value),
-        HbaRule("all", layout.SystemUser.OPERATOR.value),
-        HbaRule("all", layout.SystemUser.REWIND.value),
-        HbaRule("all", layout.SystemUser.MONITORING.value),
-    ]
-    lines: list[str] = []
-    for rule in [*system, *client_rules]:
-        if rule.connection_type == "local":
-            lines.append(f"local {rule.database} {rule.user} scram-sha-256")
-            continue
-        for address in (rule.address, "::0/0") if rule.address == "0.0.0.0/0" else (rule.address,):
-            lines.append(dataclasses.replace(rule, connection_type=host, address=address).render())
-    return lines
-
-
-def dynamic_config(settings: PatroniSettings) -> dict[str, Any]:
-    """The cluster-wide (DCS) configuration: bootstrap value, and what the leader PATCHes later."""
+def dynamic_settings(settings: PatroniSettings) -> dict[str, Any]:
+    """The cluster-wide (DCS) settings other than PostgreSQL parameters."""
     return {
         "ttl": TTL,
         "loop_wait": LOOP_WAIT,
@@ -144,20 +121,25 @@ def dynamic_config(settings: PatroniSettings) -> dict[str, Any]:
         "synchronous_mode": True,
         "synchronous_mode_strict": settings.synchronous_mode_strict,
         "synchronous_node_count": max(settings.synchronous_node_count, 1),
-        "postgresql": {
-            "use_pg_rewind": True,
-            "use_slots": True,
-            "parameters": {
-                **BASE_PARAMETERS,
-                **settings.parameters,
-                "archive_command": settings.archive_command,
-            },
-        },
+        "postgresql": {"use_pg_rewind": True, "use_slots": True},
     }
 
 
-def _local_parameters(settings: PatroniSettings) -> dict[str, str]:
-    params = {
+def cluster_parameters(settings: PatroniSettings) -> dict[str, str]:
+    """The cluster-wide PostgreSQL parameters: what Patroni needs, then the user's."""
+    return {**BASE_PARAMETERS, **settings.parameters}
+
+
+def dynamic_config(settings: PatroniSettings, archive_command: str = NO_ARCHIVE) -> dict[str, Any]:
+    """The whole dynamic configuration of a cluster with nothing but PostgreSQL in it."""
+    parameters = {**cluster_parameters(settings), "archive_command": archive_command}
+    dynamic = dynamic_settings(settings)
+    dynamic["postgresql"] = {**dynamic["postgresql"], "parameters": parameters}
+    return dynamic
+
+
+def _local_parameters() -> dict[str, str]:
+    return {
         "unix_socket_directories": layout.SOCKET_DIR,
         "logging_collector": "on",
         "log_directory": layout.PG_LOG_DIR,
@@ -166,14 +148,6 @@ def _local_parameters(settings: PatroniSettings) -> dict[str, str]:
         "log_rotation_age": "1d",
         "log_rotation_size": "100MB",
     }
-    if settings.tls:
-        params |= {
-            "ssl": "on",
-            "ssl_ca_file": settings.tls.ca,
-            "ssl_cert_file": settings.tls.cert,
-            "ssl_key_file": settings.tls.key,
-        }
-    return params
 
 
 def _authentication(settings: PatroniSettings) -> dict[str, dict[str, str]]:
@@ -182,16 +156,14 @@ def _authentication(settings: PatroniSettings) -> dict[str, dict[str, str]]:
         "replication": layout.SystemUser.REPLICATION,
         "rewind": layout.SystemUser.REWIND,
     }
-    auth: dict[str, dict[str, str]] = {}
-    for kind, user in users.items():
-        auth[kind] = {"username": user.value, "password": settings.passwords[user]}
-        if settings.tls:
-            auth[kind] |= {"sslmode": "verify-ca", "sslrootcert": settings.tls.ca}
-    return auth
+    return {
+        kind: {"username": user.value, "password": settings.passwords[user]}
+        for kind, user in users.items()
+    }
 
 
 def _restapi(settings: PatroniSettings) -> dict[str, Any]:
-    restapi: dict[str, Any] = {
+    return {
         "listen": f"0.0.0.0:{layout.PORT_PATRONI}",
         "connect_address": f"{settings.connect_host}:{layout.PORT_PATRONI}",
         "authentication": {
@@ -199,41 +171,21 @@ def _restapi(settings: PatroniSettings) -> dict[str, Any]:
             "password": settings.passwords[layout.SystemUser.PATRONI],
         },
     }
-    if settings.tls:
-        restapi |= {
-            "certfile": settings.tls.cert,
-            "keyfile": settings.tls.key,
-            "cafile": settings.tls.ca,
-            "verify_client": "none",
-        }
-    return restapi
 
 
-def _bootstrap(settings: PatroniSettings) -> dict[str, Any]:
-    bootstrap: dict[str, Any] = {
-        "dcs": dynamic_config(settings),
-        "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
-    }
-    if settings.restore_command:
-        # pgBackRest writes the recovery settings (target, restore_command): Patroni keeps them,
-        # lets PostgreSQL reach the target and promote, then takes the leader key.
-        bootstrap["method"] = "pgbackrest"
-        bootstrap["pgbackrest"] = {
-            "command": settings.restore_command,
-            "keep_existing_recovery_conf": True,
-            "no_params": True,
-        }
-    return bootstrap
+def member_config(settings: PatroniSettings) -> dict[str, Any]:
+    """patroni.yml without the cluster-wide part (bootstrap.dcs) and pg_hba, which others join.
 
-
-def render(settings: PatroniSettings) -> dict[str, Any]:
-    """patroni.yml as a dict; DCS settings are left to environment variables (dcs_environment)."""
-    config: dict[str, Any] = {
+    DCS settings are left to environment variables (dcs_environment).
+    """
+    return {
         "scope": settings.scope,
         "name": settings.member,
         "log": {"level": "INFO"},
         "restapi": _restapi(settings),
-        "bootstrap": _bootstrap(settings),
+        "bootstrap": {
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+        },
         "postgresql": {
             "listen": f"0.0.0.0:{layout.PORT_POSTGRESQL}",
             "connect_address": f"{settings.connect_host}:{layout.PORT_POSTGRESQL}",
@@ -241,8 +193,7 @@ def render(settings: PatroniSettings) -> dict[str, Any]:
             "bin_dir": layout.pg_bin_dir(settings.pg_major),
             "pgpass": f"{layout.CONF_DIR}/pgpass",
             "authentication": _authentication(settings),
-            "parameters": _local_parameters(settings),
-            "pg_hba": hba_rules(settings.client_rules, tls=settings.tls is not None),
+            "parameters": _local_parameters(),
             "callbacks": {"on_role_change": layout.ROLE_CHANGE_SCRIPT},
             "basebackup": [{"checkpoint": "fast"}],
             # A former primary that cannot be rewound held nothing a client was told was
@@ -258,12 +209,31 @@ def render(settings: PatroniSettings) -> dict[str, Any]:
             "nosync": settings.departing,
         },
     }
-    if settings.tls:
-        config["ctl"] = {
-            "cacert": settings.tls.ca,
-            "certfile": settings.tls.cert,
-            "keyfile": settings.tls.key,
+
+
+def bootstrap_from_backup(command: str) -> dict[str, Any]:
+    """The patroni.yml subtree that bootstraps by restoring a backup instead of initdb.
+
+    pgBackRest writes the recovery settings (target, restore_command): Patroni keeps them, lets
+    PostgreSQL reach the target and promote, then takes the leader key.
+    """
+    return {
+        "bootstrap": {
+            "method": "pgbackrest",
+            "pgbackrest": {
+                "command": command,
+                "keep_existing_recovery_conf": True,
+                "no_params": True,
+            },
         }
+    }
+
+
+def render(settings: PatroniSettings, extra_hba: Sequence[HbaRule] = ()) -> dict[str, Any]:
+    """A whole patroni.yml for a cluster with nothing but PostgreSQL (the charm merges more)."""
+    config = member_config(settings)
+    config["bootstrap"]["dcs"] = dynamic_config(settings)
+    config["postgresql"]["pg_hba"] = render_hba([*system_hba(), *extra_hba])
     return config
 
 

@@ -13,55 +13,31 @@ KILL_DELAY = "30s"
 PASSWORD_FILE_MONITORING = f"{layout.CONF_DIR}/monitoring-password"
 
 
-def postgresql_layer(
-    environment: Mapping[str, str],
-    metrics_enabled: bool,
-    tls: bool = False,
-    extra_services: Mapping[str, ops.pebble.ServiceDict] | None = None,
-) -> ops.pebble.LayerDict:
-    """The workload layer: Patroni (which runs PostgreSQL), the exporter, and their checks.
-
-    `metrics_enabled` is false until the monitoring user exists, so the exporter never starts
-    with credentials PostgreSQL would refuse.
-    """
-    scheme = "https" if tls else "http"
-    services: dict[str, ops.pebble.ServiceDict] = {
-        layout.SERVICE_POSTGRESQL: {
-            "override": "replace",
-            "summary": "Patroni managing PostgreSQL",
-            "command": f"patroni {layout.PATRONI_CONF}",
-            "startup": "enabled",
-            "user": layout.WORKLOAD_USER,
-            "group": layout.WORKLOAD_GROUP,
-            "environment": dict(environment),
-            "kill-delay": KILL_DELAY,
-        },
-        layout.SERVICE_METRICS: {
-            "override": "replace",
-            "summary": "Prometheus exporter of PostgreSQL metrics",
-            "command": "prometheus-postgres-exporter",
-            "startup": "enabled" if metrics_enabled else "disabled",
-            "user": layout.WORKLOAD_USER,
-            "group": layout.WORKLOAD_GROUP,
-            "after": [layout.SERVICE_POSTGRESQL],
-            "environment": {
-                # The password is read from a 0600 file: never in argv or the plan.
-                "DATA_SOURCE_URI": f"localhost:{layout.PORT_POSTGRESQL}/postgres?sslmode={'require' if tls else 'disable'}",
-                "DATA_SOURCE_USER": layout.SystemUser.MONITORING.value,
-                "DATA_SOURCE_PASS_FILE": PASSWORD_FILE_MONITORING,
-                "PG_EXPORTER_WEB_LISTEN_ADDRESS": f":{layout.PORT_METRICS}",
-            },
-        },
+def patroni_service(environment: Mapping[str, str]) -> ops.pebble.ServiceDict:
+    """Patroni, which runs PostgreSQL; its DCS settings arrive in `environment`."""
+    return {
+        "override": "replace",
+        "summary": "Patroni managing PostgreSQL",
+        "command": f"patroni {layout.PATRONI_CONF}",
+        "startup": "enabled",
+        "user": layout.WORKLOAD_USER,
+        "group": layout.WORKLOAD_GROUP,
+        "environment": dict(environment),
+        "kill-delay": KILL_DELAY,
     }
-    services |= dict(extra_services or {})
-    checks: dict[str, ops.pebble.CheckDict] = {
+
+
+def patroni_checks(scheme: str = "http") -> dict[str, ops.pebble.CheckDict]:
+    """Liveness and readiness from Patroni's own health endpoints."""
+    base = f"{scheme}://localhost:{layout.PORT_PATRONI}"
+    return {
         "patroni-alive": {
             "override": "replace",
             "level": "alive",
             "period": "10s",
             "timeout": "5s",
             "threshold": 3,
-            "http": {"url": f"{scheme}://localhost:{layout.PORT_PATRONI}/liveness"},
+            "http": {"url": f"{base}/liveness"},
         },
         "postgresql-ready": {
             "override": "replace",
@@ -69,14 +45,47 @@ def postgresql_layer(
             "period": "10s",
             "timeout": "5s",
             "threshold": 3,
-            "http": {"url": f"{scheme}://localhost:{layout.PORT_PATRONI}/readiness"},
+            "http": {"url": f"{base}/readiness"},
         },
     }
+
+
+def exporter_service(enabled: bool, sslmode: str = "disable") -> ops.pebble.ServiceDict:
+    """The Prometheus exporter of PostgreSQL metrics, as the monitoring user.
+
+    Disabled until the monitoring user exists, so it never starts with credentials PostgreSQL
+    would refuse.
+    """
+    return {
+        "override": "replace",
+        "summary": "Prometheus exporter of PostgreSQL metrics",
+        "command": "prometheus-postgres-exporter",
+        "startup": "enabled" if enabled else "disabled",
+        "user": layout.WORKLOAD_USER,
+        "group": layout.WORKLOAD_GROUP,
+        "after": [layout.SERVICE_POSTGRESQL],
+        "environment": {
+            # The password is read from a 0600 file: never in argv or the plan.
+            "DATA_SOURCE_URI": f"localhost:{layout.PORT_POSTGRESQL}/postgres?sslmode={sslmode}",
+            "DATA_SOURCE_USER": layout.SystemUser.MONITORING.value,
+            "DATA_SOURCE_PASS_FILE": PASSWORD_FILE_MONITORING,
+            "PG_EXPORTER_WEB_LISTEN_ADDRESS": f":{layout.PORT_METRICS}",
+        },
+    }
+
+
+def postgresql_layer(
+    environment: Mapping[str, str], metrics_enabled: bool
+) -> ops.pebble.LayerDict:
+    """A layer with Patroni, the exporter and their checks (what a bare member runs)."""
     return {
         "summary": "postgresql-k8s workload",
         "description": "Patroni-managed PostgreSQL and its exporter",
-        "services": services,
-        "checks": checks,
+        "services": {
+            layout.SERVICE_POSTGRESQL: patroni_service(environment),
+            layout.SERVICE_METRICS: exporter_service(metrics_enabled),
+        },
+        "checks": patroni_checks(),
     }
 
 

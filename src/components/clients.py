@@ -1,4 +1,4 @@
-"""Client applications from the leader: users, databases, pg_hba rollout, then credentials."""
+"""Client applications: users, databases, pg_hba rules on every unit, then credentials from the leader."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from collections.abc import Collection, Mapping, Sequence
 import ops
 import psycopg
 
-import client_policy
-import cluster
 import config
-import system_users
+import config_options
+import goal
 from charms.postgresql_k8s.v0 import postgresql as pglib
+from components import Component, Io, client_policy, system_users
 from relations import database
-from state import PeerAppData, State
+from state import Ready, Snapshot
 from workload import layout, patroni
+from workload import patroni_client as rest
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Cluster:
     """What the leader knows of the cluster for this pass."""
 
     db: pglib.PostgreSQL
-    status: patroni.ClusterStatus
+    status: rest.ClusterStatus
     version: str
 
 
@@ -151,19 +152,17 @@ def wait_admitted(
     return {p.user for p in plans} - refused
 
 
-def _service(state: State, suffix: str) -> str:
-    return (
-        f"{state.app_name}-{suffix}.{state.namespace}.svc.cluster.local:{layout.PORT_POSTGRESQL}"
-    )
+def _service(s: Snapshot, suffix: str) -> str:
+    return f"{s.app_name}-{suffix}.{s.namespace}.svc.cluster.local:{layout.PORT_POSTGRESQL}"
 
 
 def credentials(
-    state: State, cluster: Cluster, plan: client_policy.ClientPlan, password: str
+    s: Snapshot, cluster: Cluster, plan: client_policy.ClientPlan, password: str
 ) -> database.Credentials:
     """What a requirer is told: the primary Service, and the replicas one while replicas stream."""
-    primary = _service(state, "primary")
+    primary = _service(s, "primary")
     has_replicas = any(m.is_healthy and not m.is_leader for m in cluster.status.members)
-    read_only = _service(state, "replicas") if has_replicas else primary
+    read_only = _service(s, "replicas") if has_replicas else primary
     quoted = urllib.parse.quote(password, safe="")
 
     def uri(endpoint: str) -> str:
@@ -208,28 +207,19 @@ def _plans(
     return plans
 
 
-def acked_everywhere(state: State, status: patroni.ClusterStatus, digest: str) -> bool:
+def acked_everywhere(s: Snapshot, status: rest.ClusterStatus, digest: str) -> bool:
     """Whether every running member's unit has rendered the rules with this digest."""
-    units: dict[str, ops.Unit] = {}
-    if state.peers is not None:
-        units = {layout.member_name(u.name): u for u in state.peers.units}
-    for member in status.members:
-        if not member.is_healthy:
-            continue
-        if member.name == state.member:
-            acked = state.peer_unit_data.get(UNIT_DIGEST_KEY)
-        elif member.name in units and state.peers is not None:
-            acked = state.peers.data[units[member.name]].get(UNIT_DIGEST_KEY)
-        else:
-            return False
-        if acked != digest:
-            return False
-    return True
+    bags = {layout.member_name(unit): bag for unit, bag in s.unit_data.items()}
+    return all(
+        member.name in bags and bags[member.name].get(UNIT_DIGEST_KEY) == digest
+        for member in status.members
+        if member.is_healthy
+    )
 
 
 def reconcile(
+    s: Snapshot,
     model: ops.Model,
-    state: State,
     cluster: Cluster,
     enabled_extensions: Collection[str],
     superuser_apps: Collection[str],
@@ -237,33 +227,32 @@ def reconcile(
     departing: bool,
 ) -> Outcome:
     """Leader: create what valid requests need, drop what gone relations had, publish when safe."""
-    requests, unreadable = database.read_requests(model)
-    problems = {str(p.relation_id): f"{p.app}: {p.message}" for p in unreadable}
-    plans = _plans(requests, enabled_extensions, superuser_apps, problems, state.app_name)
+    problems = {str(p.relation_id): f"{p.app}: {p.message}" for p in s.clients.problems}
+    plans = _plans(s.clients.requests, enabled_extensions, superuser_apps, problems, s.app_name)
     passwords = _passwords(model, sorted({p.user for p in plans}))
     ready: list[client_policy.ClientPlan] = []
     granted: dict[str, str] = {}
     for plan in plans:
         try:
-            previous = state.peer_data.client_granted.get(plan.user)
+            previous = s.peer_data.client_granted.get(plan.user)
             granted[plan.user] = _ensure(cluster.db, plan, passwords[plan.user], previous)
             ready.append(plan)
         except pglib.PostgreSQLError as e:
             problems[str(plan.request.relation_id)] = f"{plan.request.app}: {e}"
     if not departing:
-        _drop_gone(cluster.db, state.peer_data, model, {p.user for p in plans})
+        _drop_gone(cluster.db, s, {p.user for p in plans})
     rules = sorted({(p.database, p.user) for p in ready})
-    admitted = set(state.peer_data.client_admitted) & {user for _, user in rules}
+    admitted = set(s.peer_data.client_admitted) & {user for _, user in rules}
     waiting = [p for p in ready if p.user not in admitted]
-    if waiting and acked_everywhere(state, cluster.status, client_policy.rules_digest(rules)):
+    if waiting and acked_everywhere(s, cluster.status, client_policy.rules_digest(rules)):
         hosts = [m.host for m in cluster.status.members if m.is_healthy]
         admitted |= wait_admitted(hosts, waiting, passwords)
     published: dict[str, str] = {}
     for plan in ready:
         if plan.user in admitted:
             key = database.request_key(plan.request)
-            creds = credentials(state, cluster, plan, passwords[plan.user])
-            last = state.peer_data.client_published.get(key)
+            creds = credentials(s, cluster, plan, passwords[plan.user])
+            last = s.peer_data.client_published.get(key)
             published[key] = database.publish(model, plan.request, creds, last)
     return Outcome(rules, sorted(admitted), problems, granted, published)
 
@@ -277,17 +266,13 @@ _ORPHANED_SESSIONS = (
 )
 
 
-def close_orphaned_sessions(state: State, status: patroni.ClusterStatus | None) -> int:
+def close_orphaned_sessions(s: Snapshot, r: Ready, io: Io) -> int:
     """Every unit: end the sessions, on its own member, of users that no longer exist."""
-    member = status.member(state.member) if status else None
-    if member is None or not member.is_healthy or state.passwords is None or not state.pod_ip:
+    member = s.cluster.member(s.member) if s.cluster else None
+    if member is None or not member.is_healthy:
         return 0
-    password = state.passwords[layout.SystemUser.OPERATOR]
-    db = pglib.PostgreSQL(
-        primary_host=state.pod_ip, user=layout.SystemUser.OPERATOR.value, password=password
-    )
     try:
-        with db.connect() as conn:
+        with io.db(r.pod_ip, r.passwords).connect() as conn:
             row = conn.execute(_ORPHANED_SESSIONS).fetchone()
     except (pglib.PostgreSQLError, psycopg.Error) as e:
         logger.info("cannot look for sessions of dropped users yet: %s", e)
@@ -298,12 +283,9 @@ def close_orphaned_sessions(state: State, status: patroni.ClusterStatus | None) 
     return closed
 
 
-def _drop_gone(
-    db: pglib.PostgreSQL, peer_data: PeerAppData, model: ops.Model, keep: Collection[str]
-) -> None:
-    relation_ids = {r.id for r in model.relations[database.RELATION]}
-    databases = {user: db_name for db_name, user in peer_data.client_rules}
-    for user in _stale_users(db, relation_ids, keep):
+def _drop_gone(db: pglib.PostgreSQL, s: Snapshot, keep: Collection[str]) -> None:
+    databases = {user: db_name for db_name, user in s.peer_data.client_rules}
+    for user in _stale_users(db, s.clients.relation_ids, keep):
         heir = (
             client_policy.owner_role(databases[user])
             if user in databases
@@ -316,32 +298,88 @@ def _drop_gone(
             logger.warning("cannot drop %s yet: %s", user, e)
 
 
-def reconcile_databases(
-    model: ops.Model,
-    state: State,
-    db: pglib.PostgreSQL,
-    status: patroni.ClusterStatus,
-    cfg: config.CharmConfig,
-) -> dict[str, object]:
-    """Leader: extensions from config, then every client request; the peer data to save."""
-    enabled = config.enabled_extensions(cfg)
-    applied, error = cluster.reconcile_extensions(
-        db, enabled, frozenset(state.peer_data.extensions_applied)
-    )
-    outcome = reconcile(
-        model,
-        state,
-        Cluster(db, status, db.get_server_version()),
-        applied & enabled,
-        cfg.superuser_apps,
-        departing=state.departing or state.planned_units == 0,
-    )
-    return {
-        "extensions_applied": sorted(applied),
-        "extensions_error": error,
-        "client_rules": outcome.rules,
-        "client_admitted": outcome.admitted,
-        "client_problems": outcome.problems,
-        "client_granted": outcome.granted,
-        "client_published": outcome.published,
-    }
+def reconcile_extensions(
+    db: pglib.PostgreSQL, enabled: frozenset[str], applied: frozenset[str]
+) -> tuple[frozenset[str], str]:
+    """Create enabled extensions in every database (template1 too) and drop disabled ones.
+
+    Only extensions the charm enabled are ever dropped, never with CASCADE: one with dependent
+    objects stays, and the error names the option. Returns what is now applied and the error.
+    """
+    if enabled == applied:
+        return applied, ""
+    wanted = dict.fromkeys(enabled, True) | dict.fromkeys(applied - enabled, False)
+    try:
+        db.enable_extensions(wanted)
+    except pglib.PostgreSQLExtensionInUseError as e:
+        options = ", ".join(config_options.extension_option(n) for n in sorted(applied - enabled))
+        return applied, f"cannot disable {options}: objects depend on it ({e})"
+    except pglib.PostgreSQLExtensionError as e:
+        options = ", ".join(config_options.extension_option(n) for n in sorted(enabled - applied))
+        return applied, f"cannot enable {options}: {e}"
+    return enabled, ""
+
+
+def _hba(rules: Sequence[tuple[str, str]]) -> list[patroni.HbaRule]:
+    # Names were validated by the leader; quoting keeps pg_hba keywords (all, replication,
+    # sameuser, ...) from taking their special meaning.
+    return [patroni.HbaRule(f'"{db}"', f'"{user}"') for db, user in rules]
+
+
+class Clients(Component):
+    """The `database` relation: rules on every unit, users and credentials from the leader."""
+
+    def contribute(self, s: Snapshot, r: Ready) -> goal.Contribution:
+        """One pg_hba rule per client user and database; the unit acknowledges the set."""
+        rules = s.peer_data.client_rules
+        return goal.Contribution(
+            hba=_hba(rules), acks={UNIT_DIGEST_KEY: client_policy.rules_digest(rules)}
+        )
+
+    def unit_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:
+        """End sessions of users the primary dropped (a replica keeps them open)."""
+        close_orphaned_sessions(s, r, io)
+        return s
+
+    def leader_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:
+        """Extensions from config, then every client request."""
+        db = io.primary_db(s)
+        if db is None or s.cluster is None:
+            return s
+        try:
+            applied, error = reconcile_extensions(
+                db, config.enabled_extensions(r.config), frozenset(s.peer_data.extensions_applied)
+            )
+            outcome = reconcile(
+                s,
+                io.model,
+                Cluster(db, s.cluster, db.get_server_version()),
+                applied & config.enabled_extensions(r.config),
+                r.config.superuser_apps,
+                departing=s.departing or s.planned_units == 0,
+            )
+        except pglib.PostgreSQLError as e:
+            logger.warning("client reconcile incomplete, retried on the next event: %s", e)
+            return s
+        return io.peers.save(
+            s,
+            {
+                "extensions_applied": sorted(applied),
+                "extensions_error": error,
+                "client_rules": outcome.rules,
+                "client_admitted": outcome.admitted,
+                "client_problems": outcome.problems,
+                "client_granted": outcome.granted,
+                "client_published": outcome.published,
+            },
+        )
+
+    def app_statuses(self, s: Snapshot) -> list[ops.StatusBase]:
+        """Blocked naming each relation that cannot be served, and a failed extension change."""
+        data = s.peer_data
+        statuses: list[ops.StatusBase] = []
+        if data.extensions_error:
+            statuses.append(ops.BlockedStatus(data.extensions_error))
+        for relation_id, problem in sorted(data.client_problems.items()):
+            statuses.append(ops.BlockedStatus(f"database relation {relation_id}: {problem}"))
+        return statuses

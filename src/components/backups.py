@@ -1,8 +1,9 @@
-"""Backups to S3 with pgBackRest: configuration on every unit, stanza and archiving from the leader."""
+"""Backups to S3 with pgBackRest: configuration and servers on every unit, stanza and archiving from the leader."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -12,11 +13,11 @@ from typing import cast
 import ops
 import psycopg
 
-import cluster
+import goal
 from charms.postgresql_k8s.v0 import postgresql as pglib
-from relations import s3 as s3_relation
-from state import State
-from workload import internal_tls, layout, patroni, pebble, pgbackrest, scheduler
+from components import Component, Io
+from state import Ready, Snapshot
+from workload import cron, internal_tls, layout, patroni, pebble, pgbackrest, scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ TLS_FILES = pgbackrest.TlsFiles(
 PGPASS_FILE = posixpath.join(layout.CONF_DIR, "pgbackrest.pgpass")
 CLIENT_CN = "pgbackrest"
 TLS_SECRET_LABEL = "pgbackrest-tls"  # noqa: S105 (a label)
-# Archiving off: WAL segments are recycled as soon as PostgreSQL is done with them.
-NO_ARCHIVE = "/bin/true"
 COMMAND_TIMEOUT = 3600.0
 PROBE_TIMEOUT = 120.0
 
@@ -40,19 +39,20 @@ class BackupError(Exception):
     """Raised when a pgBackRest command fails; the message says why in the user's terms."""
 
 
-def stanza_name(state: State) -> str:
+def stanza_name(state: Snapshot) -> str:
     """The stanza: one per application (a second cluster on the same path is refused)."""
     return state.app_name
 
 
-def settings_digest(state: State, settings: pgbackrest.S3Settings) -> str:
+def settings_digest(state: Snapshot, settings: pgbackrest.S3Settings) -> str:
     """What the stanza was created for: another digest means another repository."""
     text = json.dumps([stanza_name(state), dataclasses.asdict(settings)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def archiving(state: State, s3: s3_relation.S3State) -> bool:
+def archiving(state: Snapshot) -> bool:
     """Whether WAL goes to the repository: the S3 settings are valid and the stanza exists."""
+    s3 = state.s3
     return bool(
         s3.settings is not None
         and state.peer_data.backup_stanza
@@ -60,10 +60,10 @@ def archiving(state: State, s3: s3_relation.S3State) -> bool:
     )
 
 
-def archive_command(state: State, s3: s3_relation.S3State) -> str:
+def archive_command(state: Snapshot) -> str:
     """PostgreSQL's archive_command: pgBackRest's archive-push once the stanza is ready."""
-    if not archiving(state, s3):
-        return NO_ARCHIVE
+    if not archiving(state):
+        return patroni.NO_ARCHIVE
     return pgbackrest.archive_command(pgbackrest.CONF_FILE, stanza_name(state))
 
 
@@ -72,9 +72,11 @@ def _pgpass(password: str) -> str:
     return f"*:*:*:{layout.SystemUser.BACKUP.value}:{escaped}\n"
 
 
-def render(state: State, settings: pgbackrest.S3Settings) -> str:
+def render(state: Snapshot, settings: pgbackrest.S3Settings) -> str:
     """pgbackrest.conf for this unit: its own instance first, every other member over TLS."""
-    pg = pgbackrest.PgInstance()  # as the backup role: no superuser (see cluster.BACKUP_FUNCTIONS)
+    pg = (
+        pgbackrest.PgInstance()
+    )  # as the backup role: no superuser (see system_users.BACKUP_FUNCTIONS)
     members = [m for m in state.peer_members if m != state.member]
     remotes = [
         pgbackrest.RemotePrimary(host=f"{m}.{state.app_name}-endpoints", tls=TLS_FILES, pg=pg)
@@ -91,7 +93,7 @@ def render(state: State, settings: pgbackrest.S3Settings) -> str:
     )
 
 
-def retention(state: State) -> pgbackrest.Retention:
+def retention(state: Snapshot) -> pgbackrest.Retention:
     """Full backups kept: by count or by age in days, from config."""
     cfg = state.config
     if cfg is None or cfg.backup_retention_full <= 0:
@@ -101,57 +103,38 @@ def retention(state: State) -> pgbackrest.Retention:
     return pgbackrest.Retention.by_days(cfg.backup_retention_full)
 
 
-def read_tls(model: ops.Model, secret_id: str | None) -> internal_tls.InternalTls | None:
-    """The members' shared TLS material for pgBackRest's servers, once the leader made it."""
-    if not secret_id:
-        return None
-    try:
-        content = model.get_secret(id=secret_id).get_content(refresh=True)
-    except (ops.SecretNotFoundError, ops.ModelError):
-        return None
-    if not {"ca-cert", "cert", "key"} <= content.keys():
-        return None
-    return internal_tls.InternalTls(
-        ca=content["ca-cert"], cert=content["cert"], key=content["key"]
-    )
-
-
-def ensure_tls(app: ops.Application, model: ops.Model, state: State) -> str:
-    """Leader: make the TLS material once (members are `<pod>.<app>-endpoints`); its secret id."""
-    if state.peer_data.backup_tls_secret and read_tls(model, state.peer_data.backup_tls_secret):
-        return state.peer_data.backup_tls_secret
-    names = [f"*.{state.app_name}-endpoints", f"*.{state.app_name}-endpoints.{state.namespace}"]
-    names.append(f"*.{state.app_name}-endpoints.{state.namespace}.svc.cluster.local")
+def ensure_tls(s: Snapshot, io: Io) -> Snapshot:
+    """Leader: make the members' TLS material once (members are `<pod>.<app>-endpoints`)."""
+    if s.backup_tls is not None:
+        return s
+    names = [f"*.{s.app_name}-endpoints", f"*.{s.app_name}-endpoints.{s.namespace}"]
+    names.append(f"*.{s.app_name}-endpoints.{s.namespace}.svc.cluster.local")
     tls = internal_tls.generate(CLIENT_CN, names)
-    secret = app.add_secret(
+    secret = io.model.app.add_secret(
         {"ca-cert": tls.ca, "cert": tls.cert, "key": tls.key},
         label=TLS_SECRET_LABEL,
         description="pgBackRest servers' TLS",
     )
     assert secret.id is not None
-    return secret.id
+    s = dataclasses.replace(s, backup_tls=tls)
+    return io.peers.save(s, {"backup_tls_secret": secret.id})
 
 
-def reconcile_files(
-    workload: cluster.Workload,
-    state: State,
-    s3: s3_relation.S3State,
-    tls: internal_tls.InternalTls | None,
-) -> bool:
-    """Write pgbackrest.conf, its password file, TLS and CA files; True if the server can run."""
-    if s3.settings is None or tls is None or state.passwords is None:
-        return False
-    for path in (*pgbackrest.DEFAULT_PATHS.directories(), TLS_DIR):
-        workload.ensure_dir(path)  # pgBackRest does not create its log directory itself
-    workload_write = workload.write
-    workload_write(pgbackrest.CONF_FILE, render(state, s3.settings), 0o600)
-    workload_write(PGPASS_FILE, _pgpass(state.passwords[layout.SystemUser.BACKUP]), 0o600)
-    workload_write(TLS_FILES.ca_file, tls.ca, 0o600)
-    workload_write(TLS_FILES.cert_file, tls.cert, 0o600)
-    workload_write(TLS_FILES.key_file, tls.key, 0o600)
-    if s3.settings.ca_chain:
-        workload_write(pgbackrest.DEFAULT_PATHS.s3_ca_file, s3.settings.ca_chain, 0o600)
-    return True
+def files(s: Snapshot, r: Ready) -> dict[str, goal.File]:
+    """pgbackrest.conf, its password file, the TLS and CA files; empty while it cannot run."""
+    settings, tls = s.s3.settings, s.backup_tls
+    if settings is None or tls is None:
+        return {}
+    out = {
+        pgbackrest.CONF_FILE: goal.File(render(s, settings)),
+        PGPASS_FILE: goal.File(_pgpass(r.passwords[layout.SystemUser.BACKUP])),
+        TLS_FILES.ca_file: goal.File(tls.ca),
+        TLS_FILES.cert_file: goal.File(tls.cert),
+        TLS_FILES.key_file: goal.File(tls.key),
+    }
+    if settings.ca_chain:
+        out[pgbackrest.DEFAULT_PATHS.s3_ca_file] = goal.File(settings.ca_chain)
+    return out
 
 
 def run(container: ops.Container, argv: list[str], timeout: float = COMMAND_TIMEOUT) -> str:
@@ -188,13 +171,13 @@ def _probe(argv: list[str]) -> list[str]:
     return [*argv[:-1], *options, argv[-1]]
 
 
-def ensure_stanza(container: ops.Container, state: State) -> None:
+def ensure_stanza(container: ops.Container, state: Snapshot) -> None:
     """Leader: create the stanza, or check it is this cluster's (pgBackRest finds the primary)."""
     argv = pgbackrest.stanza_create(pgbackrest.CONF_FILE, stanza_name(state))
     run(container, _probe(argv), PROBE_TIMEOUT)
 
 
-def info(container: ops.Container, state: State) -> pgbackrest.StanzaInfo | None:
+def info(container: ops.Container, state: Snapshot) -> pgbackrest.StanzaInfo | None:
     """The stanza's backups and archive."""
     argv = pgbackrest.info(pgbackrest.CONF_FILE, stanza_name(state))
     out = run(container, _probe(argv), PROBE_TIMEOUT)
@@ -204,7 +187,7 @@ def info(container: ops.Container, state: State) -> pgbackrest.StanzaInfo | None
 
 def take_backup(
     container: ops.Container,
-    state: State,
+    state: Snapshot,
     backup_type: pgbackrest.BackupType,
     from_standby: bool,
     requested_by: str,
@@ -221,7 +204,7 @@ def take_backup(
     return stanza.backups[-1]
 
 
-def dcs_remove(container: ops.Container, state: State) -> None:
+def dcs_remove(container: ops.Container, state: Snapshot) -> None:
     """Forget the cluster in the DCS (every member stopped), so a restored one can bootstrap."""
     assert state.pod_ip is not None
     env = patroni.dcs_environment(state.app_name, state.namespace, state.pod_ip)
@@ -237,28 +220,27 @@ def dcs_remove(container: ops.Container, state: State) -> None:
     process.wait_output()
 
 
-def reconcile_stanza(
-    container: ops.Container, state: State, s3: s3_relation.S3State
-) -> dict[str, str]:
+def reconcile_stanza(container: ops.Container, s: Snapshot) -> dict[str, str]:
     """Leader: create the stanza for the related repository; the peer data to change.
 
     Archiving follows `backup-stanza`: it is on only while the stanza matches the settings.
     """
-    if s3.settings is None:
-        wanted = {"backup_stanza": "", "backup_error": s3.error or ""}
-    elif state.peer_data.backup_stanza == settings_digest(state, s3.settings):
+    settings = s.s3.settings
+    if settings is None:
+        wanted = {"backup_stanza": "", "backup_error": s.s3.error or ""}
+    elif s.peer_data.backup_stanza == settings_digest(s, settings):
         return {}
-    elif not servers_ready(state, settings_digest(state, s3.settings)):
+    elif not servers_ready(s, settings_digest(s, settings)):
         return {}  # pgBackRest looks for the primary among every member: wait for them all
     else:
         try:
-            ensure_stanza(container, state)
-            wanted = {"backup_stanza": settings_digest(state, s3.settings), "backup_error": ""}
+            ensure_stanza(container, s)
+            wanted = {"backup_stanza": settings_digest(s, settings), "backup_error": ""}
         except BackupError as e:
             wanted = {"backup_stanza": "", "backup_error": f"S3 repository refused: {e}"}
     current = {
-        "backup_stanza": state.peer_data.backup_stanza,
-        "backup_error": state.peer_data.backup_error,
+        "backup_stanza": s.peer_data.backup_stanza,
+        "backup_error": s.peer_data.backup_error,
     }
     return {} if wanted == current else wanted
 
@@ -301,34 +283,112 @@ def archive_lag(db: pglib.PostgreSQL) -> str:
 SERVER_KEY = "pgbackrest-server"
 
 
-def servers_ready(state: State, digest: str) -> bool:
+def servers_ready(s: Snapshot, digest: str) -> bool:
     """Whether every unit runs its pgBackRest server with the configuration for `digest`."""
-    if state.peers is None or state.peer_unit_data.get(SERVER_KEY) != digest:
-        return False
-    return all(state.peers.data[u].get(SERVER_KEY) == digest for u in state.peers.units)
+    return not s.not_acked(SERVER_KEY, digest)
 
 
-def services(
-    workload: cluster.Workload,
-    state: State,
-    s3: s3_relation.S3State,
-    tls: internal_tls.InternalTls | None,
-) -> tuple[dict[str, ops.pebble.ServiceDict], str]:
-    """PgBackRest's server on every unit, the backup scheduler on the leader's; files they need.
+def _scheduler(s: Snapshot, r: Ready, server: bool) -> goal.Contribution:
+    """The backup scheduler on the leader's unit while a schedule is set."""
+    full, incremental = r.config.backup_schedule_full, r.config.backup_schedule_incremental
+    if not (s.is_leader and server and (full or incremental)):
+        return goal.Contribution(
+            services={scheduler.SERVICE: {**scheduler.service(), "startup": "disabled"}}
+        )
+    return goal.Contribution(
+        services={scheduler.SERVICE: scheduler.service()},
+        files={
+            scheduler.SCRIPT_PATH: goal.File(scheduler.script(), 0o755),
+            scheduler.SCHEDULE_PATH: goal.File(scheduler.schedule_file(full, incremental)),
+        },
+    )
 
-    Returns the services for the layer and the settings digest this unit's server runs with
-    (empty when it does not run), which the unit acknowledges to the leader.
-    """
-    server = reconcile_files(workload, state, s3, tls)
-    layer = {SERVICE: pebble.pgbackrest_server(pgbackrest.CONF_FILE, PGPASS_FILE, enabled=server)}
-    cfg = state.config
-    full = cfg.backup_schedule_full if cfg else ""
-    incremental = cfg.backup_schedule_incremental if cfg else ""
-    if state.is_leader and server and (full or incremental):
-        workload.write(scheduler.SCRIPT_PATH, scheduler.script(), 0o755)
-        workload.write(scheduler.SCHEDULE_PATH, scheduler.schedule_file(full, incremental), 0o600)
-        layer[scheduler.SERVICE] = scheduler.service()
-    else:
-        layer[scheduler.SERVICE] = {**scheduler.service(), "startup": "disabled"}
-    digest = settings_digest(state, s3.settings) if server and s3.settings else ""
-    return layer, digest
+
+class Backups(Component):
+    """pgBackRest's configuration and server on every unit; the stanza from the leader."""
+
+    def prepare(self, s: Snapshot, io: Io) -> Snapshot:
+        """The members' TLS material, once a repository is related."""
+        return ensure_tls(s, io) if s.s3.related else s
+
+    def contribute(self, s: Snapshot, r: Ready) -> goal.Contribution:
+        """archive_command, pgBackRest's files and server, the scheduler; what this unit serves."""
+        written = files(s, r)
+        server = bool(written)
+        digest = settings_digest(s, s.s3.settings) if server and s.s3.settings else ""
+        schedule = _scheduler(s, r, server)
+        return goal.Contribution(
+            parameters={"archive_command": archive_command(s)},
+            files={**written, **schedule.files},
+            dirs=(*pgbackrest.DEFAULT_PATHS.directories(), TLS_DIR) if server else (),
+            services={
+                SERVICE: pebble.pgbackrest_server(pgbackrest.CONF_FILE, PGPASS_FILE, server),
+                **schedule.services,
+            },
+            acks={SERVER_KEY: digest},
+        )
+
+    def leader_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:
+        """Create the stanza once every server runs; read the archive's progress for status."""
+        s = io.peers.save(s, reconcile_stanza(io.container, s))
+        if not archiving(s):
+            return s
+        db = io.primary_db(s)
+        try:
+            summary = archive_lag(db) if db is not None else ""
+        except pglib.PostgreSQLError as e:
+            logger.info("archive lag unknown: %s", e)
+            summary = ""
+        return dataclasses.replace(s, archive_summary=summary)
+
+    def app_statuses(self, s: Snapshot) -> list[ops.StatusBase]:
+        """Backup problems (blocked), or the last backup and the archive's progress (active)."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        statuses = problems(s, now)
+        summary = ", ".join(p for p in (last_backup(s), s.archive_summary) if p)
+        if summary and archiving(s):
+            statuses.append(ops.ActiveStatus(summary))
+        return statuses
+
+
+# A schedule is "missed" when no backup of its kind succeeded this long after it fired.
+MISSED_GRACE = datetime.timedelta(minutes=30)
+
+
+def _missed(
+    kind: str, schedule: str, s: Snapshot, now: datetime.datetime
+) -> ops.StatusBase | None:
+    if not schedule:
+        return None
+    due = cron.parse(schedule).previous_at_or_before(now - MISSED_GRACE)
+    last = s.peer_data.backup_succeeded.get(kind)
+    if last is not None and datetime.datetime.fromisoformat(last) >= due:
+        return None
+    if s.peer_data.backup_fired.get(kind) is None and last is None:
+        return None  # never fired yet: the schedule was set after `due`
+    return ops.BlockedStatus(f"scheduled {kind} backup of {due:%Y-%m-%d %H:%M}Z missed")
+
+
+def problems(s: Snapshot, now: datetime.datetime) -> list[ops.StatusBase]:
+    """What keeps backups from working: the repository, the stanza, a missed schedule."""
+    statuses: list[ops.StatusBase] = []
+    if s.s3.error:
+        statuses.append(ops.BlockedStatus(s.s3.error))
+    elif s.peer_data.backup_error and s.s3.related:
+        statuses.append(ops.BlockedStatus(s.peer_data.backup_error))
+    if s.config is not None and s.peer_data.backup_stanza:
+        for kind, schedule in (
+            ("full", s.config.backup_schedule_full),
+            ("incremental", s.config.backup_schedule_incremental),
+        ):
+            if (missed := _missed(kind, schedule, s, now)) is not None:
+                statuses.append(missed)
+    return statuses
+
+
+def last_backup(s: Snapshot) -> str:
+    """`last backup <time>` for the active message, or empty."""
+    if not s.peer_data.backup_succeeded:
+        return ""
+    latest = max(datetime.datetime.fromisoformat(t) for t in s.peer_data.backup_succeeded.values())
+    return f"last backup {latest:%Y-%m-%d %H:%M}Z"

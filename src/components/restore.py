@@ -20,9 +20,12 @@ import shlex
 
 import ops
 
-import backups
-from state import RestoreState, State
+import goal
+from components import Component, Io, backups
+from peers import RestoreState
+from state import Ready, Snapshot
 from workload import layout, patroni, pgbackrest
+from workload import patroni_client as rest
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ RESTORE_TIMEOUT = datetime.timedelta(hours=6)
 STOP_TIMEOUT = datetime.timedelta(minutes=10)
 
 
-def bootstrap_command(state: State) -> str | None:
+def bootstrap_command(state: Snapshot) -> str | None:
     """The pgBackRest restore Patroni runs to bootstrap, on the restoring unit only."""
     r = state.peer_data.restore
     if r is None or r.phase != "restoring" or r.restorer != state.member:
@@ -51,7 +54,7 @@ def bootstrap_command(state: State) -> str | None:
     return shlex.join(argv)  # Patroni splits it the way a shell would
 
 
-def holds(state: State) -> bool:
+def holds(state: Snapshot) -> bool:
     """Whether this unit must keep PostgreSQL stopped now."""
     r = state.peer_data.restore
     if r is None or r.phase in ("replicas", "abandoned"):
@@ -59,29 +62,27 @@ def holds(state: State) -> bool:
     return not (r.phase == "restoring" and r.restorer == state.member)
 
 
-def unit_step(container: ops.Container, unit: ops.Unit, state: State) -> None:
+def unit_step(s: Snapshot, io: Io) -> Snapshot:
     """This unit's part: stop and say so; later, empty the data directory before re-cloning."""
-    r = state.peer_data.restore
-    if r is None and container.exists(ASIDE):
+    r = s.peer_data.restore
+    if r is None and io.container.exists(ASIDE):
         # The restore is over (possibly finished under another leader): the old data can go.
-        _run(container, ["rm", "-rf", ASIDE])
-    if r is None or state.peers is None:
-        return
-    databag = state.peers.data[unit]
-    if holds(state):
-        services = container.get_services(layout.SERVICE_POSTGRESQL)
+        _run(io.container, ["rm", "-rf", ASIDE])
+    if r is None or not s.peers_related:
+        return s
+    if holds(s):
+        services = io.container.get_services(layout.SERVICE_POSTGRESQL)
         running = services.get(layout.SERVICE_POSTGRESQL)
         # Also a Patroni in backoff: Pebble would start it again behind the restore's back.
         if running is not None and running.current != ops.pebble.ServiceStatus.INACTIVE:
             logger.info("restore %s: stopping PostgreSQL", r.id)
-            container.stop(layout.SERVICE_POSTGRESQL)
-        if databag.get(STOPPED_KEY) != r.id:
-            databag[STOPPED_KEY] = r.id
-        return
-    if r.phase == "replicas" and r.restorer != state.member and databag.get(RESET_KEY) != r.id:
+            io.container.stop(layout.SERVICE_POSTGRESQL)
+        return io.peers.ack(s, STOPPED_KEY, r.id)
+    if r.phase == "replicas" and r.restorer != s.member and s.own_data.get(RESET_KEY) != r.id:
         logger.info("restore %s: emptying the data directory to clone the restored primary", r.id)
-        _run(container, ["rm", "-rf", layout.PGDATA])
-        databag[RESET_KEY] = r.id
+        _run(io.container, ["rm", "-rf", layout.PGDATA])
+        return io.peers.ack(s, RESET_KEY, r.id)
+    return s
 
 
 def _run(container: ops.Container, argv: list[str]) -> None:
@@ -90,17 +91,8 @@ def _run(container: ops.Container, argv: list[str]) -> None:
     ).wait_output()
 
 
-def _not_acked(state: State, key: str, value: str) -> list[str]:
-    """Units (this one included) that have not written `key: value` in their unit databags."""
-    if state.peers is None:
-        return [state.unit_name]
-    missing = [] if state.peer_unit_data.get(key) == value else [state.unit_name]
-    missing += sorted(u.name for u in state.peers.units if state.peers.data[u].get(key) != value)
-    return missing
-
-
 def leader_step(
-    container: ops.Container, state: State, status: patroni.ClusterStatus | None
+    container: ops.Container, state: Snapshot, status: rest.ClusterStatus | None
 ) -> RestoreState | None:
     """Leader: move the restore one phase on when its condition holds; the new state (None: done)."""
     r = state.peer_data.restore
@@ -128,10 +120,10 @@ def leader_step(
 
 
 def _after_stopping(
-    container: ops.Container, state: State, r: RestoreState, elapsed: datetime.timedelta
+    container: ops.Container, state: Snapshot, r: RestoreState, elapsed: datetime.timedelta
 ) -> RestoreState:
     """Once every unit stopped: forget the cluster, set the data aside, restore here."""
-    if silent := _not_acked(state, STOPPED_KEY, r.id):
+    if silent := state.not_acked(STOPPED_KEY, r.id):
         if elapsed <= STOP_TIMEOUT:
             return r
         minutes = STOP_TIMEOUT.total_seconds() / 60
@@ -150,3 +142,56 @@ def _after_stopping(
         return r.model_copy(update={"phase": "failed", "message": f"cannot prepare: {e}"})
     logger.info("restore %s: restoring on %s", r.id, state.member)
     return r.model_copy(update={"phase": "restoring", "restorer": state.member})
+
+
+class Restore(Component):
+    """The restore across the application, one phase per step (see the module docstring)."""
+
+    def prepare(self, s: Snapshot, io: Io) -> Snapshot:
+        """Leader: move the restore on when its phase's condition holds."""
+        if s.peer_data.restore is None or not s.container.can_connect:
+            return s
+        return io.peers.save(s, {"restore": leader_step(io.container, s, s.cluster)})
+
+    def unit_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:
+        """Stop, or empty the data directory, as the phase asks."""
+        return unit_step(s, io)
+
+    def contribute(self, s: Snapshot, r: Ready) -> goal.Contribution:
+        """Hold PostgreSQL stopped, or bootstrap it from the backup on the restoring unit."""
+        command = bootstrap_command(s)
+        return goal.Contribution(
+            patroni=patroni.bootstrap_from_backup(command) if command else {},
+            hold=holds(s),
+            # Released: start even if the plan is the same.
+            replan=s.peer_data.restore is not None and not holds(s),
+        )
+
+    def unit_statuses(self, s: Snapshot) -> list[ops.StatusBase]:
+        """The restore's phase while it runs (an abandoned one changed nothing here)."""
+        status = restore_status(s.peer_data.restore, unit=True)
+        return [status] if status else []
+
+    def app_statuses(self, s: Snapshot) -> list[ops.StatusBase]:
+        """The restore's phase, or why it failed or was abandoned."""
+        status = restore_status(s.peer_data.restore)
+        return [status] if status else []
+
+
+def restore_status(r: RestoreState | None, *, unit: bool = False) -> ops.StatusBase | None:
+    """What a restore in progress (or failed) tells the operator.
+
+    An abandoned restore changed nothing: units show their member again, the app says why.
+    """
+    if r is None or (unit and r.phase == "abandoned"):
+        return None
+    if r.phase == "failed":
+        return ops.BlockedStatus(f"restore {r.id} failed: {r.message}")
+    if r.phase == "abandoned":
+        return ops.BlockedStatus(f"restore {r.id} abandoned, nothing changed: {r.message}")
+    phases = {
+        "stopping": "stopping every member",
+        "restoring": f"restoring on {r.restorer}",
+        "replicas": "re-cloning the other members",
+    }
+    return ops.MaintenanceStatus(f"restore {r.id}: {phases.get(r.phase, r.phase)}")

@@ -1,0 +1,135 @@
+"""Writes a goal: this unit's container (files, directories, Pebble plan) and Patroni's dynamic config.
+
+Compare before write everywhere: applying the same goal twice writes nothing and restarts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import ops
+
+import goal
+from workload import layout, patroni, patroni_client
+
+logger = logging.getLogger(__name__)
+
+_DIR_MODE = 0o700
+
+
+class Workload:
+    """This unit's `postgresql` container, seen as files and a Pebble plan."""
+
+    def __init__(self, container: ops.Container):
+        self.container = container
+
+    def read(self, path: str) -> str | None:
+        """A file's text, or None if it does not exist."""
+        try:
+            with self.container.pull(path) as f:
+                return f.read()
+        except (ops.pebble.PathError, ops.pebble.APIError):
+            return None
+
+    def ensure_dir(self, path: str) -> None:
+        """One directory owned by the workload user, mode 0700 (created or taken over).
+
+        Storage mounts arrive owned by root (Kubernetes volumes without an fsGroup), so an
+        existing directory with another owner or mode is handed to the workload user.
+        """
+        if not self.container.exists(path):
+            self.container.make_dir(
+                path,
+                make_parents=True,
+                permissions=_DIR_MODE,
+                user=layout.WORKLOAD_USER,
+                group=layout.WORKLOAD_GROUP,
+            )
+            return
+        info = self.container.list_files(path, itself=True)[0]
+        if info.user != layout.WORKLOAD_USER or info.permissions != _DIR_MODE:
+            owner = f"{layout.WORKLOAD_USER}:{layout.WORKLOAD_GROUP}"
+            self.container.exec(["chown", owner, path]).wait()
+            self.container.exec(["chmod", f"{_DIR_MODE:o}", path]).wait()
+
+    def write(self, path: str, file: goal.File) -> bool:
+        """Write a file owned by the workload user if its content differs; True if written."""
+        if self.read(path) == file.content:
+            return False
+        self.container.push(
+            path,
+            file.content,
+            make_dirs=True,
+            permissions=file.mode,
+            user=layout.WORKLOAD_USER,
+            group=layout.WORKLOAD_GROUP,
+        )
+        return True
+
+    def apply_layer(self, layer: ops.pebble.LayerDict) -> bool:
+        """Merge the layer into the plan and replan if the plan changed; True if it did."""
+        before = self.container.get_plan().to_dict()
+        self.container.add_layer(layout.CONTAINER, layer, combine=True)
+        if self.container.get_plan().to_dict() == before:
+            return False
+        self.container.replan()
+        return True
+
+    def is_running(self, service: str) -> bool:
+        """Whether Pebble reports the service as running."""
+        services = self.container.get_services(service)
+        return service in services and services[service].is_running()
+
+
+def apply_unit(workload: Workload, unit: goal.UnitGoal) -> None:
+    """Write the unit goal; a changed patroni.yml alone is a reload, not a restart.
+
+    While the goal holds the unit (a restore), the plan is left as it is.
+    """
+    for path in (*layout.WORKLOAD_DIRS, *unit.dirs):
+        workload.ensure_dir(path)
+    changed = {path for path, file in unit.files.items() if workload.write(path, file)}
+    if patroni.CONF_PATH in changed:
+        logger.info("patroni.yml changed")
+    if unit.hold:
+        return
+    replanned = workload.apply_layer(unit.layer)
+    running = workload.is_running(layout.SERVICE_POSTGRESQL)
+    if patroni.CONF_PATH in changed and not replanned and running:
+        # SIGHUP makes Patroni re-read patroni.yml and needs no REST credentials.
+        workload.container.send_signal("SIGHUP", layout.SERVICE_POSTGRESQL)
+    if unit.replan and not replanned:
+        workload.container.replan()
+
+
+def _differences(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The PATCH that turns `current` into `desired` for the keys the charm owns."""
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        if isinstance(value, Mapping):
+            inner = current.get(key)
+            existing: Mapping[str, Any] = (
+                cast("Mapping[str, Any]", inner) if isinstance(inner, Mapping) else {}
+            )
+            wanted = cast("Mapping[str, Any]", value)
+            sub = _differences(existing, wanted)
+            if key == "parameters":
+                # Parameters the user unset are removed (null deletes a key in Patroni's merge).
+                sub |= {k: None for k in existing if k not in wanted}
+            if sub:
+                patch[key] = sub
+        elif current.get(key) != value:
+            patch[key] = value
+    return patch
+
+
+def apply_cluster(client: patroni_client.PatroniClient, cluster: goal.ClusterGoal) -> bool:
+    """Leader: PATCH Patroni's dynamic config where it differs from the goal; True if patched."""
+    patch = _differences(client.get_config(), cluster.dynamic)
+    if not patch:
+        return False
+    logger.info("updating Patroni's dynamic config: %s", sorted(patch))
+    client.patch_config(patch)
+    return True
