@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pwd
 import secrets
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -12,7 +19,9 @@ import pytest
 from psycopg import sql
 
 from charms.postgresql_k8s.v0 import postgresql as lib
+from tests.integration import pg_server as pg
 from tests.integration.pg_server import PgServer, pg_server
+from tests.integration.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -360,3 +369,296 @@ def test_reserved_names_create_or_drop_nothing(server: PgServer, db: lib.Postgre
     assert _snapshot(server) == before
     with server.connect() as conn:  # the bootstrap superuser keeps its password
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+# Function privileges: what the backup role needs instead of superuser
+
+BACKUP_FUNCTIONS = [
+    "pg_catalog.pg_backup_start(text, boolean)",
+    "pg_catalog.pg_backup_stop(boolean)",
+    "pg_catalog.pg_switch_wal()",
+    "pg_catalog.pg_create_restore_point(text)",
+]
+
+
+def _can_execute(server: PgServer, user: str) -> list[bool]:
+    with server.connect() as conn:
+        return [
+            bool(row[0])
+            for function in BACKUP_FUNCTIONS
+            for row in conn.execute(
+                "SELECT has_function_privilege(%s, %s, 'EXECUTE')", (user, function)
+            )
+        ]
+
+
+def _catalog_rows(server: PgServer) -> list[Any]:
+    """The pg_proc rows of the backup functions with their row versions (xmin) and ACLs."""
+    with server.connect() as conn:
+        return conn.execute(
+            "SELECT oid, xmin::text, proacl FROM pg_proc WHERE oid = ANY(%s::regprocedure[])"
+            " ORDER BY oid",
+            (BACKUP_FUNCTIONS,),
+        ).fetchall()
+
+
+def test_backup_functions_granted_once_and_usable(server: PgServer, db: lib.PostgreSQL):
+    user, password = _name("backup"), _password()
+    db.create_user(user, password)
+    assert _can_execute(server, user) == [False] * 4
+    with (
+        server.connect(user, password) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("SELECT pg_switch_wal()")
+
+    assert db.grant_function_execute(user, BACKUP_FUNCTIONS) == BACKUP_FUNCTIONS
+    assert _can_execute(server, user) == [True] * 4
+    with server.connect(user, password) as conn:  # a non-superuser really runs them
+        conn.execute("SELECT pg_backup_start('library test', true)")
+        conn.execute("SELECT * FROM pg_backup_stop(false)")
+        conn.execute("SELECT pg_create_restore_point('library test')")
+        conn.execute("SELECT pg_switch_wal()")
+
+    before = _catalog_rows(server)
+    assert db.grant_function_execute(user, BACKUP_FUNCTIONS) == []
+    assert _catalog_rows(server) == before  # no GRANT ran: the rows kept their versions
+
+    with server.connect() as conn:
+        conn.execute(
+            sql.SQL("REVOKE EXECUTE ON FUNCTION pg_switch_wal() FROM {}").format(
+                sql.Identifier(user)
+            )
+        )
+    assert db.grant_function_execute(user, BACKUP_FUNCTIONS) == ["pg_catalog.pg_switch_wal()"]
+    assert _can_execute(server, user) == [True] * 4
+
+
+def test_function_grant_refuses_what_does_not_resolve(server: PgServer, db: lib.PostgreSQL):
+    user = _name("backup")
+    db.create_user(user, _password())
+    before = _catalog_rows(server)
+    for functions, message in [
+        ([*BACKUP_FUNCTIONS, "pg_catalog.no_such_function()"], "does not exist"),
+        ([*BACKUP_FUNCTIONS, "pg_catalog.pg_switch_wal(text)"], "does not exist"),
+        ([f"DROP ROLE {user}; pg_catalog.pg_switch_wal()"], "syntax|name"),
+    ]:
+        with pytest.raises(lib.PostgreSQLGrantError, match=message):
+            db.grant_function_execute(user, functions)
+    with pytest.raises(lib.PostgreSQLGrantError, match="does not exist"):
+        db.grant_function_execute(_name("nobody"), BACKUP_FUNCTIONS)
+    with pytest.raises(lib.PostgreSQLInvalidNameError, match="in parentheses"):
+        db.grant_function_execute(user, [*BACKUP_FUNCTIONS, f"f(); DROP ROLE {user}; f()"])
+    assert db.user_exists(user)
+    assert _can_execute(server, user) == [False] * 4  # all or nothing
+    assert _catalog_rows(server) == before
+
+
+def test_function_grant_never_reaches_public(server: PgServer, db: lib.PostgreSQL):
+    before = _catalog_rows(server)
+    for grantee in ("public", "PUBLIC", "none"):
+        with pytest.raises(lib.PostgreSQLInvalidNameError, match="reserved"):
+            db.grant_function_execute(grantee, BACKUP_FUNCTIONS)
+    assert _catalog_rows(server) == before
+    assert _can_execute(server, "public") == [False] * 4
+    # What PUBLIC may already run needs no grant, and gets none.
+    user = _name("anyone")
+    db.create_user(user, _password())
+    assert db.grant_function_execute(user, ["pg_catalog.now()", "lower(text)"]) == []
+    with server.connect() as conn:
+        row = conn.execute("SELECT proacl FROM pg_proc WHERE oid = 'now()'::regprocedure")
+        assert row.fetchone() == (None,)  # still the built-in default
+
+
+# WAL archiving
+
+
+@contextlib.contextmanager
+def _postgres_dir(prefix: str) -> Generator[Path, None, None]:
+    """A directory the postgres OS user owns, removed afterwards."""
+    account = pwd.getpwnam(pg.OS_USER)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        os.chown(path, account.pw_uid, account.pw_gid)
+        path.chmod(0o700)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _switch_wal(server: PgServer) -> str:
+    """Write something, close the WAL file, and return the closed file's name."""
+    with server.connect() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS wal_filler (n int)")
+        conn.execute("INSERT INTO wal_filler SELECT generate_series(1, 1000)")
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _set_archive_command(server: PgServer, command: str | None, expected: str) -> None:
+    """Override (or, with None, restore) archive_command; wait until new sessions see it."""
+    with server.connect() as conn:
+        if command is None:
+            conn.execute("ALTER SYSTEM RESET archive_command")
+        else:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command))
+            )
+        conn.execute("SELECT pg_reload_conf()")
+
+    def reloaded() -> bool:
+        # A new session forks from a postmaster that has reloaded and signalled the archiver.
+        with server.connect() as conn:
+            row = conn.execute("SELECT current_setting('archive_command')").fetchone()
+        return row == (expected,)
+
+    eventually(reloaded, 10, f"archive_command {expected!r} loaded")
+
+
+def test_archiver_status_follows_a_real_archive_command():
+    with _postgres_dir("archive-") as archive:
+        copy = f"test ! -f {archive}/%f && cp %p {archive}/%f"
+        settings = {"archive_mode": "on", "wal_level": "replica", "archive_command": copy}
+        with pg_server(settings=settings) as server:
+            db = lib.PostgreSQL(
+                primary_host=server.host,
+                port=server.port,
+                user=server.superuser,
+                password=server.password,
+            )
+            start = db.get_archiver_status()
+            assert start.wal_segment_size == 16 * 1024 * 1024
+            assert start.last_archived_wal is None and start.last_archived_time is None
+            assert start.current_wal is not None and start.segments_behind is None
+            assert not start.failing
+
+            for _ in range(3):
+                closed = _switch_wal(server)
+            archived = eventually(
+                lambda: (s := db.get_archiver_status()).last_archived_wal == closed and s,
+                30,
+                f"{closed} archived",
+            )
+            assert (archive / closed).stat().st_size == archived.wal_segment_size
+            assert archived.current_wal is not None and archived.current_wal > closed
+            assert archived.segments_behind == 0
+            assert archived.last_archived_time is not None and not archived.failing
+
+            _set_archive_command(server, "exit 1", "exit 1")
+            stuck = [_switch_wal(server), _switch_wal(server)]
+            failing = eventually(
+                lambda: (s := db.get_archiver_status()).failing and s, 30, "archiving failing"
+            )
+            assert failing.last_archived_wal == closed  # nothing archived since
+            assert failing.last_failed_wal == stuck[0]  # the archiver keeps to the oldest file
+            assert failing.segments_behind == 2
+            assert not (archive / stuck[0]).exists()
+
+            _set_archive_command(server, None, copy)  # back to the cp from postgresql.conf
+            healed = eventually(
+                lambda: (s := db.get_archiver_status()).last_archived_wal == stuck[1] and s,
+                60,
+                "archiving resumed",
+            )
+            assert not healed.failing and healed.segments_behind == 0
+            assert (archive / stuck[0]).exists() and (archive / stuck[1]).exists()
+            assert healed.last_failed_wal == stuck[0]  # the failure stays on record
+
+
+# Sessions of dropped roles
+
+
+def _alive(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+    try:
+        return conn.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.OperationalError:
+        return False
+
+
+def _listed(server: PgServer, pid: int) -> bool:
+    with server.connect() as conn:
+        return bool(
+            conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        )
+
+
+def test_primary_keeps_sessions_of_a_dropped_role_until_terminated(
+    server: PgServer, db: lib.PostgreSQL
+):
+    gone, kept = _name("gone"), _name("kept")
+    gone_pw, kept_pw = _password(), _password()
+    db.create_user(gone, gone_pw)
+    db.create_user(kept, kept_pw)
+    with server.connect(gone, gone_pw) as orphan, server.connect(kept, kept_pw) as other:
+        with server.connect() as conn:  # a plain DROP ROLE, as a replica replays it
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(gone)))
+        assert _alive(orphan), "PostgreSQL 15 drops a role with open sessions and keeps them"
+
+        assert db.terminate_orphaned_sessions() == 1
+        eventually(lambda: not _listed(server, orphan.info.backend_pid), 10, "session ended")
+        assert not _alive(orphan)
+        assert _alive(other)
+        assert db.terminate_orphaned_sessions() == 0
+
+
+def test_drop_user_ends_its_sessions(server: PgServer, db: lib.PostgreSQL):
+    user, password = _name("leaving"), _password()
+    db.create_user(user, password)
+    with server.connect(user, password) as session:
+        db.drop_user(user, reassign_owned_to=server.superuser)
+        eventually(lambda: not _listed(server, session.info.backend_pid), 10, "session ended")
+        assert not _alive(session)
+
+
+@contextlib.contextmanager
+def _standby(primary: PgServer) -> Generator[PgServer, None, None]:
+    """A hot standby streaming from `primary`, made with pg_basebackup."""
+    account = pwd.getpwnam(pg.OS_USER)
+    with _postgres_dir("standby-") as base:
+        passfile = base / "pgpass"
+        passfile.write_text(f"*:*:*:{primary.superuser}:{primary.password}\n")
+        os.chown(passfile, account.pw_uid, account.pw_gid)
+        passfile.chmod(0o600)
+        data_dir = base / "data"
+        subprocess.run(
+            pg.as_postgres(
+                *("env", f"PGPASSFILE={passfile}", str(pg.PG_BIN / "pg_basebackup")),
+                *(f"--pgdata={data_dir}", f"--host={primary.host}", f"--port={primary.port}"),
+                *(f"--username={primary.superuser}", "--checkpoint=fast", "--no-sync"),
+                "--write-recovery-conf",
+            ),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        conninfo = f"host={primary.host} port={primary.port} user={primary.superuser}"
+        settings = {"primary_conninfo": f"{conninfo} passfile={passfile}"}
+        with pg.run_data_dir(data_dir, primary.superuser, primary.password, settings) as standby:
+            yield standby
+
+
+def test_standby_sessions_of_a_role_dropped_on_the_primary(server: PgServer, db: lib.PostgreSQL):
+    user, password = _name("replicated"), _password()
+    with _standby(server) as standby:
+        replica = lib.PostgreSQL(
+            primary_host=standby.host,
+            port=standby.port,
+            user=standby.superuser,
+            password=standby.password,
+        )
+        assert replica.is_in_recovery()
+        status = replica.get_archiver_status()
+        assert status.current_wal is None and status.segments_behind is None
+
+        db.create_user(user, password)
+        eventually(lambda: replica.user_exists(user), 30, "role replicated")
+        with standby.connect(user, password) as session:
+            db.drop_user(user, reassign_owned_to=server.superuser)
+            eventually(lambda: not replica.user_exists(user), 30, "DROP ROLE replayed")
+            assert _alive(session), "replaying DROP ROLE ends no session on the standby"
+
+            assert replica.terminate_orphaned_sessions() == 1
+            pid = session.info.backend_pid
+            eventually(lambda: not _listed(standby, pid), 10, "standby session ended")
+            assert not _alive(session)

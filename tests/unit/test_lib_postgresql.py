@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
+import datetime
 import hashlib
 import hmac
 import inspect
@@ -222,6 +224,7 @@ def _operations(name: str) -> list[Callable[[lib.PostgreSQL], object]]:
         lambda db: db.enable_extensions(["citext"], databases=[name]),
         lambda db: db.list_enabled_extensions(name),
         lambda db: db.password_matches(name, PASSWORD),
+        lambda db: db.grant_function_execute(name, ["pg_catalog.pg_switch_wal()"]),
     ]
 
 
@@ -303,6 +306,169 @@ def test_extension_flags_must_be_bool(value: Any, db: lib.PostgreSQL, connect: M
 def test_sslmode_validated():
     with pytest.raises(ValueError, match="sslmode"):
         lib.PostgreSQL(primary_host="h", user="u", password="p", sslmode="sometimes")
+
+
+# Function privileges: signatures go to the server as parameters, GRANTs use catalog names
+
+
+@pytest.mark.parametrize(
+    "grantee", ["public", "PUBLIC", "none", "current_user", "session_user", "current_role"]
+)
+def test_function_grant_refuses_pseudo_roles(grantee: str, db: lib.PostgreSQL, connect: MagicMock):
+    with pytest.raises(lib.PostgreSQLInvalidNameError, match="reserved"):
+        db.grant_function_execute(grantee, ["pg_catalog.pg_switch_wal()"])
+    connect.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "",
+        "pg_switch_wal",
+        "pg_switch_wal(",
+        "pg_switch_wal)",
+        "()",
+        "pg_switch_wal())",
+        "f(a)(b)",
+        "f(); DROP ROLE backup; --",
+        "f(); DROP ROLE backup; f()",
+        "f(text\x00)",
+        "f(" + "x" * 1024 + ")",
+        None,
+        b"pg_switch_wal()",
+    ],
+    ids=repr,
+)
+def test_function_signatures_validated(signature: Any, db: lib.PostgreSQL, connect: MagicMock):
+    with pytest.raises(lib.PostgreSQLInvalidNameError, match="signature"):
+        db.grant_function_execute("backup", ["pg_catalog.pg_switch_wal()", signature])
+    with pytest.raises(lib.PostgreSQLInvalidNameError, match="collection"):
+        db.grant_function_execute("backup", "pg_catalog.pg_switch_wal()")
+    connect.assert_not_called()
+
+
+def _catalog(rows: dict[str, tuple[Any, ...] | None], seen: list[tuple[str, Any]]) -> Any:
+    """A fake connection's execute: resolves signatures from `rows`, records everything."""
+
+    def execute(statement: Any, params: Any = None) -> MagicMock:
+        text = statement if isinstance(statement, str) else statement.as_string(None)
+        seen.append((text, params))
+        result = MagicMock()
+        result.fetchone.return_value = rows[params[1]] if "to_regprocedure" in text else None
+        return result
+
+    return execute
+
+
+def test_function_grant_composes_from_catalog_names(db: lib.PostgreSQL, connect: MagicMock):
+    rows: dict[str, tuple[Any, ...] | None] = {
+        "pg_backup_start(text, boolean)": (
+            "pg_catalog", "pg_backup_start", ["pg_catalog", "pg_catalog"], ["text", "bool"], False
+        ),
+        "pg_switch_wal()": ("pg_catalog", "pg_switch_wal", [], [], True),
+        'odd"schema.f(int4[])': ('odd"schema', 'f"; --', ["pg_catalog"], ["_int4"], False),
+    }  # fmt: skip
+    seen: list[tuple[str, Any]] = []
+    connect.return_value.execute.side_effect = _catalog(rows, seen)
+
+    assert db.grant_function_execute("backup", list(rows)) == [
+        "pg_backup_start(text, boolean)",
+        'odd"schema.f(int4[])',
+    ]
+    grants = [text for text, _ in seen if text.startswith("GRANT")]
+    assert grants == [
+        'GRANT EXECUTE ON ROUTINE "pg_catalog"."pg_backup_start"'
+        '("pg_catalog"."text", "pg_catalog"."bool") TO "backup"',
+        'GRANT EXECUTE ON ROUTINE "odd""schema"."f""; --"("pg_catalog"."_int4") TO "backup"',
+    ]
+    resolved = [params for text, params in seen if "to_regprocedure" in text]
+    assert resolved == [("backup", signature) for signature in rows]
+    assert not any(signature in text for text, _ in seen for signature in rows)
+
+
+def test_function_grant_resolves_everything_before_granting(
+    db: lib.PostgreSQL, connect: MagicMock
+):
+    rows: dict[str, tuple[Any, ...] | None] = {
+        "pg_switch_wal()": ("pg_catalog", "pg_switch_wal", [], [], False),
+        "pg_catalog.pg_start_backup(text)": None,  # the PostgreSQL 14 name: gone
+    }
+    seen: list[tuple[str, Any]] = []
+    connect.return_value.execute.side_effect = _catalog(rows, seen)
+    with pytest.raises(lib.PostgreSQLGrantError, match=r"pg_start_backup\(text\)' does not exist"):
+        db.grant_function_execute("backup", list(rows))
+    assert not [text for text, _ in seen if text.startswith("GRANT")]
+
+
+# Archiver status: which WAL files wait, from pg_stat_archiver's names
+
+MB = 1024 * 1024
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _status(last: str | None, current: str | None, size: int = 16 * MB) -> lib.ArchiverStatus:
+    return lib.ArchiverStatus(
+        last_archived_wal=last,
+        last_archived_time=T0 if last else None,
+        last_failed_wal=None,
+        last_failed_time=None,
+        current_wal=current,
+        wal_segment_size=size,
+    )
+
+
+@pytest.mark.parametrize(
+    ("last", "current", "size", "behind"),
+    [
+        ("000000010000000000000003", "000000010000000000000004", 16 * MB, 0),
+        ("000000010000000000000003", "000000010000000000000009", 16 * MB, 5),
+        ("000000010000000000000003", "000000010000000000000003", 16 * MB, 0),
+        ("0000000100000000000000FF", "000000010000000100000000", 16 * MB, 0),  # next high half
+        ("0000000100000000000000FE", "000000010000000100000001", 16 * MB, 2),
+        ("000000010000000000000FFF", "000000010000000100000001", 1 * MB, 1),  # 4096 per half
+        ("000000010000000000000001", "000000010000000100000000", 1024 * MB, 2),  # 4 per half
+        ("000000010000000000000007", "000000020000000000000009", 16 * MB, 1),  # promotion
+        ("000000010000000000000007.partial", "000000020000000000000008", 16 * MB, 0),
+        ("00000002.history", "000000020000000000000008", 16 * MB, None),
+        ("000000010000000000000003.00000028.backup", "000000010000000000000005", 16 * MB, None),
+        ("000000010000000000000100", "000000010000000100000000", 16 * MB, None),  # no such file
+        ("000000010000000000000003", None, 16 * MB, None),  # a standby
+        (None, "000000010000000000000003", 16 * MB, None),  # nothing archived yet
+        ("0000000100000000000000ab", "000000010000000000000003", 16 * MB, None),  # lower case
+    ],
+)
+def test_segments_behind(last: str | None, current: str | None, size: int, behind: int | None):
+    assert _status(last, current, size).segments_behind == behind
+
+
+@pytest.mark.parametrize(
+    ("archived", "failed", "failing"),
+    [
+        (None, None, False),
+        (T0, None, False),
+        (None, T0, True),
+        (T0, T0 + datetime.timedelta(seconds=1), True),
+        (T0 + datetime.timedelta(seconds=1), T0, False),
+    ],
+)
+def test_archiving_failing_when_the_last_failure_is_newer(
+    archived: datetime.datetime | None, failed: datetime.datetime | None, failing: bool
+):
+    status = dataclasses.replace(
+        _status("000000010000000000000003", "000000010000000000000004"),
+        last_archived_time=archived,
+        last_failed_time=failed,
+    )
+    assert status.failing is failing
+
+
+def test_terminated_sessions_count_only_those_signalled(db: lib.PostgreSQL, connect: MagicMock):
+    result = connect.return_value.execute.return_value
+    result.fetchall.return_value = [(True,), (False,), (True,)]  # one exited meanwhile
+    assert db.terminate_orphaned_sessions() == 2
+    connect.return_value.execute.side_effect = psycopg.errors.InsufficientPrivilege("denied")
+    with pytest.raises(lib.PostgreSQLTerminateSessionsError, match="denied"):
+        db.terminate_orphaned_sessions()
 
 
 # Secrets never leak into messages, reprs or exception chains

@@ -1,4 +1,4 @@
-"""Manage PostgreSQL users, databases, role memberships and extensions.
+"""Manage PostgreSQL users, databases, privileges, extensions and sessions; read WAL archiving.
 
 This is a Charmhub charm library. The PostgreSQL charm uses it for its own system users, and
 other charms that act on the database (for example a PgBouncer charm) can use it too. Fetch it
@@ -33,6 +33,8 @@ Security properties:
   and the predefined ``pg_*`` roles can be granted (``pg_monitor``, ``pg_read_all_data``...).
   Which roles a caller may grant is the caller's policy: validate requests from relations
   against an allow-list before calling :meth:`PostgreSQL.grant_roles`.
+- Functions are named by their signature (``"pg_catalog.pg_switch_wal()"``), which the server
+  resolves as a bound parameter; the GRANT that follows is composed from the catalog's own names.
 - Exception messages never contain a password or a verifier.
 
 Every method opens a short-lived connection to the primary, so an instance is cheap and holds
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import hashlib
 import hmac
 import re
@@ -62,7 +65,7 @@ if TYPE_CHECKING:  # psycopg < 3.3 has no such name at run time
 
 LIBID = "2e0d189c57bd4e2eb0f60de99545b110"
 LIBAPI = 0
-LIBPATCH = 2
+LIBPATCH = 3
 PYDEPS = ["psycopg[binary]>=3.2"]
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -79,6 +82,14 @@ _RESERVED_ROLES = frozenset(
 _RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
 _SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 _FIRST_NORMAL_OID = 16384  # roles below this were made by initdb (predefined roles, bootstrap)
+# A routine's signature as to_regprocedure reads it: a name, then one parenthesised type list.
+_SIGNATURE_RE = re.compile(r"[^()\x00]+\([^()\x00]*\)")
+_MAX_SIGNATURE_LENGTH = 1024
+# A WAL segment file: timeline, then the segment number as two 32-bit halves; the last segment
+# of a timeline is archived as ".partial" at a promotion. History files are not segments, nor are
+# backup labels: named after the segment a backup started in, they can be archived after later
+# segments.
+_WAL_FILE_RE = re.compile(r"[0-9A-F]{8}(?P<high>[0-9A-F]{8})(?P<low>[0-9A-F]{8})(?:\.partial)?")
 
 
 class PostgreSQLError(Exception):
@@ -133,6 +144,10 @@ class PostgreSQLQueryError(PostgreSQLError):
     """Raised when a read-only query (users, databases, extensions, settings, recovery) fails."""
 
 
+class PostgreSQLTerminateSessionsError(PostgreSQLError):
+    """Raised when the server refuses to list or end sessions (for example, missing rights)."""
+
+
 def _check_name(name: object, kind: str) -> str:
     """Return ``name`` if it is a name this library accepts, else raise."""
     if not isinstance(name, str):
@@ -171,6 +186,38 @@ def _check_names(names: Iterable[str], kind: str) -> list[str]:
     if isinstance(names, (str, bytes)):
         raise PostgreSQLInvalidNameError(f"{kind} names must be a collection, not a string")
     return [_check_name(name, kind) for name in names]
+
+
+def _check_grantee(name: object) -> str:
+    """Return ``name`` if privileges may be granted to it, else raise.
+
+    A quoted "public" still means PUBLIC (every role) to the server's grammar, so the
+    pseudo-role names are refused; ``postgres`` and predefined roles are not.
+    """
+    role = _check_name(name, "user")
+    if role.lower() in _RESERVED_ROLES - {"postgres"}:
+        raise PostgreSQLInvalidNameError(f"user name {role!r} is reserved")
+    return role
+
+
+def _check_signatures(functions: Iterable[str]) -> list[str]:
+    """Return routine signatures that look like ``name(type, ...)``, else raise.
+
+    Only the shape is checked here: the server resolves the names and types.
+    """
+    if isinstance(functions, (str, bytes)):
+        raise PostgreSQLInvalidNameError("function signatures must be a collection, not a string")
+    checked: list[str] = []
+    for function in cast("Iterable[object]", functions):
+        if not isinstance(function, str):
+            raise PostgreSQLInvalidNameError("function signature must be a string")
+        if len(function) > _MAX_SIGNATURE_LENGTH or not _SIGNATURE_RE.fullmatch(function):
+            raise PostgreSQLInvalidNameError(
+                f"function signature {function[:70]!r} must be a name and a list of argument"
+                " types in parentheses, such as 'pg_catalog.pg_switch_wal()'"
+            )
+        checked.append(function)
+    return checked
 
 
 def _check_password(password: object) -> bytes:
@@ -324,6 +371,105 @@ def _drop_order(requires: Mapping[str, set[str]], names: Iterable[str]) -> list[
     return ordered
 
 
+def _terminate_sessions(conn: Connection, condition: sql.Composable) -> int:
+    """End the other sessions that ``condition`` selects in pg_stat_activity ``a``; count them.
+
+    The server only signals them: a session can stay listed for a moment after.
+    """
+    statement = sql.SQL(
+        "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a"
+        " WHERE a.pid <> pg_backend_pid() AND ({})"
+    ).format(condition)
+    return sum(1 for (ended,) in conn.execute(statement).fetchall() if ended)
+
+
+# A role dropped while its sessions run leaves them open, with a role OID that no longer exists.
+# A standby always sees this: DROP ROLE reaches it through replication, which ends no session.
+_ORPHANED_SESSIONS = sql.SQL(
+    "a.backend_type = 'client backend' AND a.usesysid IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid)"
+)
+
+# The insert position, never the write position: right after a WAL switch the latter sits on
+# the segment boundary, which pg_walfile_name() names after the file just closed. Both raise on
+# a standby, hence the CASE (evaluated lazily, as the function is volatile).
+_ARCHIVER_STATUS = (
+    "SELECT last_archived_wal, last_archived_time, last_failed_wal, last_failed_time,"
+    " CASE WHEN pg_is_in_recovery() THEN NULL"
+    " ELSE pg_walfile_name(pg_current_wal_insert_lsn()) END,"
+    " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')"
+    " FROM pg_stat_archiver"
+)
+
+# The routine a signature names, its argument types as catalog names, and whether the role
+# can already execute it (directly, through a role or through PUBLIC). No row: no such routine.
+_RESOLVE_ROUTINE = (
+    "SELECT n.nspname, p.proname,"
+    " array(SELECT tn.nspname::text FROM unnest(p.proargtypes) WITH ORDINALITY a(t, i)"
+    "  JOIN pg_type ty ON ty.oid = a.t JOIN pg_namespace tn ON tn.oid = ty.typnamespace"
+    "  ORDER BY a.i),"
+    " array(SELECT ty.typname::text FROM unnest(p.proargtypes) WITH ORDINALITY a(t, i)"
+    "  JOIN pg_type ty ON ty.oid = a.t ORDER BY a.i),"
+    " has_function_privilege(%s, p.oid, 'EXECUTE')"
+    " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+    " WHERE p.oid = to_regprocedure(%s)"
+)
+
+
+def _wal_segment_number(wal_file: str, segment_size: int) -> int | None:
+    """The position of a WAL segment file in the WAL stream (timeline ignored), else None."""
+    match = _WAL_FILE_RE.fullmatch(wal_file)
+    if match is None or segment_size <= 0:
+        return None
+    per_high = 0x100000000 // segment_size
+    low = int(match["low"], 16)
+    return int(match["high"], 16) * per_high + low if low < per_high else None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ArchiverStatus:
+    """WAL archiving as one server's pg_stat_archiver shows it, with the WAL file it writes.
+
+    Attributes:
+        last_archived_wal: the last file archive_command archived, None before the first.
+        last_archived_time: when it did.
+        last_failed_wal: the last file archive_command failed on, None if it never failed.
+        last_failed_time: when it did.
+        current_wal: the WAL file new records go into; None on a standby, which writes none.
+        wal_segment_size: the size of a WAL segment file, in bytes.
+    """
+
+    last_archived_wal: str | None
+    last_archived_time: datetime.datetime | None
+    last_failed_wal: str | None
+    last_failed_time: datetime.datetime | None
+    current_wal: str | None
+    wal_segment_size: int
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last attempt failed: a failure more recent than the last success."""
+        if self.last_failed_time is None:
+            return False
+        return self.last_archived_time is None or self.last_failed_time > self.last_archived_time
+
+    @property
+    def segments_behind(self) -> int | None:
+        """How many complete WAL files wait for archiving, the one being written left out.
+
+        None when there is nothing to compare: nothing archived yet, a standby, or the last
+        file archived is not a segment (a timeline history file or a backup label). Timelines
+        are ignored because segment numbers carry on across a promotion.
+        """
+        if self.last_archived_wal is None or self.current_wal is None:
+            return None
+        last = _wal_segment_number(self.last_archived_wal, self.wal_segment_size)
+        current = _wal_segment_number(self.current_wal, self.wal_segment_size)
+        if last is None or current is None:
+            return None
+        return max(current - last - 1, 0)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PostgreSQL:
     """Client for the administrative operations of a PostgreSQL cluster's primary.
@@ -465,7 +611,10 @@ class PostgreSQL:
         """Close ``user``'s sessions, give its objects to ``reassign_owned_to``, drop it.
 
         Ownership is reassigned and privileges dropped in every database where the user has
-        any, so its data stays. Does nothing if the user does not exist.
+        any, so its data stays. Sessions are ended before (they could hold locks on what is
+        reassigned) and again after the drop, for any that logged in meanwhile. Standbys keep
+        theirs: run :meth:`terminate_orphaned_sessions` on each. Does nothing if the user does
+        not exist.
         """
         user = _check_new_role(user)
         heir = _check_name(reassign_owned_to, "role")
@@ -473,18 +622,16 @@ class PostgreSQL:
             raise PostgreSQLInvalidNameError("reassign_owned_to must be another role")
         action = f"cannot drop user {user!r}"
         with _translate(PostgreSQLDropUserError, action), self.connect() as conn:
-            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone():
+            row = conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            if row is None:
                 return
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                (user,),
-            )
+            sessions = sql.SQL("a.usesysid = {}::oid").format(sql.Literal(row[0]))
+            _terminate_sessions(conn, sessions)
             rows = conn.execute(
                 "SELECT DISTINCT d.datname FROM pg_shdepend s"
                 " JOIN pg_database d ON d.oid = s.dbid"
-                " WHERE s.refclassid = 'pg_authid'::regclass"
-                " AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = %s)",
-                (user,),
+                " WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = %s",
+                (row[0],),
             ).fetchall()
             # The main database handles shared objects (databases owned, grants on them).
             databases = {str(name) for (name,) in rows} | {self.database}
@@ -497,6 +644,22 @@ class PostgreSQL:
                     )
                     other.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+            _terminate_sessions(conn, sessions)
+
+    def terminate_orphaned_sessions(self) -> int:
+        """End the client sessions, on the server connected to, of roles that no longer exist.
+
+        Connect to each member in turn, standbys included: a standby learns of a DROP ROLE
+        through replication, which ends none of its sessions. Returns how many sessions were
+        signalled; they may stay listed in pg_stat_activity for a moment. Needs a superuser
+        or a member of ``pg_signal_backend``.
+
+        Raises:
+            PostgreSQLTerminateSessionsError: the sessions could not be listed or signalled.
+        """
+        action = "cannot end the sessions of dropped roles"
+        with _translate(PostgreSQLTerminateSessionsError, action), self.connect() as conn:
+            return _terminate_sessions(conn, _ORPHANED_SESSIONS)
 
     def user_exists(self, user: str) -> bool:
         """Return whether a role named ``user`` exists."""
@@ -527,6 +690,49 @@ class PostgreSQL:
                 sql.SQL(", ").join(map(sql.Identifier, names)), sql.Identifier(user)
             )
             self._execute(statement, f"cannot revoke roles from {user!r}")
+
+    def grant_function_execute(self, user: str, functions: Iterable[str]) -> list[str]:
+        """Let ``user`` execute each of ``functions`` where it cannot yet; return those granted.
+
+        Each function is named by its signature, such as
+        ``"pg_catalog.pg_backup_start(text, boolean)"``, resolved by the server as
+        ``to_regprocedure`` reads it (an unqualified name follows the search path). A role that
+        can already execute one (directly, through a role it inherits or through PUBLIC) is
+        left as is: a GRANT would rewrite the catalog row even when nothing changes. Every
+        signature is resolved before anything is granted, and the grants apply together.
+
+        Raises:
+            PostgreSQLInvalidNameError: a bad user name or signature; nothing was sent.
+            PostgreSQLGrantError: a function or the user does not exist, or a GRANT failed;
+                nothing was granted.
+        """
+        user = _check_grantee(user)
+        signatures = _check_signatures(functions)
+        action = f"cannot grant execute on functions to {user!r}"
+        with (
+            _translate(PostgreSQLGrantError, action),
+            self.connect() as conn,
+            conn.transaction(),
+        ):
+            missing: dict[str, sql.Composed] = {}
+            for signature in signatures:
+                row = conn.execute(_RESOLVE_ROUTINE, (user, signature)).fetchone()
+                if row is None:
+                    raise PostgreSQLGrantError(f"{action}: function {signature!r} does not exist")
+                schema, name, type_schemas, type_names, allowed = row
+                if not allowed:
+                    types = map(sql.Identifier, type_schemas, type_names)
+                    routine = sql.SQL("{}({})").format(
+                        sql.Identifier(schema, name), sql.SQL(", ").join(types)
+                    )
+                    missing[signature] = routine
+            for routine in missing.values():
+                conn.execute(
+                    sql.SQL("GRANT EXECUTE ON ROUTINE {} TO {}").format(
+                        routine, sql.Identifier(user)
+                    )
+                )
+        return list(missing)
 
     def _execute(self, statement: sql.Composed, action: str) -> None:
         """Run one privilege statement (GRANT or REVOKE) in the main database."""
@@ -675,6 +881,19 @@ class PostgreSQL:
     def is_in_recovery(self) -> bool:
         """Return whether the server is a standby (or still replaying WAL)."""
         return bool(self._rows("SELECT pg_is_in_recovery()")[0][0])
+
+    def get_archiver_status(self) -> ArchiverStatus:
+        """Return the WAL archiver's progress on the server connected to (see ArchiverStatus)."""
+        rows = self._rows(_ARCHIVER_STATUS)
+        archived, archived_at, failed, failed_at, current, segment_size = rows[0]
+        return ArchiverStatus(
+            last_archived_wal=archived,
+            last_archived_time=archived_at,
+            last_failed_wal=failed,
+            last_failed_time=failed_at,
+            current_wal=current,
+            wal_segment_size=int(segment_size),
+        )
 
     def get_pending_restart_parameters(self) -> list[str]:
         """Return the settings changed in configuration that wait for a restart to apply."""
