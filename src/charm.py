@@ -38,10 +38,10 @@ HANDOVER_TIMEOUT = 25.0
 # their steps run. A new concern is a new module here.
 COMPONENTS: tuple[Component, ...] = (
     SystemUsers(),
+    Restore(),
     PostgreSQL(),
     Metrics(),
     Kubernetes(),
-    Restore(),
     Backups(),
     Clients(),
 )
@@ -74,17 +74,17 @@ class PostgresqlK8sCharm(ops.CharmBase):
         framework.observe(on.stop, self._on_stop)
         framework.observe(on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(on.collect_app_status, self._on_collect_app_status)
-        actions: dict[ops.BoundEvent, Action] = {
-            on.get_password_action: passwords.get_password,
-            on.set_password_action: self._set_password,
-            on.get_primary_action: primary.get_primary,
-            on.promote_to_primary_action: primary.promote_to_primary,
-            on.create_backup_action: backup_actions.create_backup,
-            on.list_backups_action: backup_actions.list_backups,
-            on.restore_action: self._restore,
+        self._actions: dict[str, Action] = {
+            "get-password": passwords.get_password,
+            "set-password": self._set_password,
+            "get-primary": primary.get_primary,
+            "promote-to-primary": primary.promote_to_primary,
+            "create-backup": backup_actions.create_backup,
+            "list-backups": backup_actions.list_backups,
+            "restore": self._restore,
         }
-        for event, handler in actions.items():
-            framework.observe(event, self._action(handler))
+        for name in self._actions:
+            framework.observe(on[name.replace("-", "_")].action, self._on_action)
         framework.observe(on.postgresql_pebble_custom_notice, self._on_notice)
 
     @property
@@ -183,11 +183,9 @@ class PostgresqlK8sCharm(ops.CharmBase):
 
     # -- actions -----------------------------------------------------------------------------
 
-    def _action(self, handler: Action) -> Callable[[ops.ActionEvent], None]:
-        def run(event: ops.ActionEvent) -> None:
-            handler(event, self.read(), self.io)
-
-        return run
+    def _on_action(self, event: ops.ActionEvent) -> None:
+        name = event.handle.kind.removesuffix("_action").replace("_", "-")
+        self._actions[name](event, self.read(), self.io)
 
     def _set_password(self, event: ops.ActionEvent, s: state.Snapshot, io: Io) -> None:
         after = passwords.set_password(event, s, io)

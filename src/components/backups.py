@@ -11,7 +11,6 @@ import posixpath
 from typing import cast
 
 import ops
-import psycopg
 
 import goal
 from charms.postgresql_k8s.v0 import postgresql as pglib
@@ -103,13 +102,18 @@ def retention(state: Snapshot) -> pgbackrest.Retention:
     return pgbackrest.Retention.by_days(cfg.backup_retention_full)
 
 
+def make_tls(app: str, namespace: str) -> internal_tls.InternalTls:
+    """Fresh TLS material valid for every member's stable name, short and qualified."""
+    names = [f"*.{app}-endpoints", f"*.{app}-endpoints.{namespace}"]
+    names.append(f"*.{app}-endpoints.{namespace}.svc.cluster.local")
+    return internal_tls.generate(CLIENT_CN, names)
+
+
 def ensure_tls(s: Snapshot, io: Io) -> Snapshot:
     """Leader: make the members' TLS material once (members are `<pod>.<app>-endpoints`)."""
     if s.backup_tls is not None:
         return s
-    names = [f"*.{s.app_name}-endpoints", f"*.{s.app_name}-endpoints.{s.namespace}"]
-    names.append(f"*.{s.app_name}-endpoints.{s.namespace}.svc.cluster.local")
-    tls = internal_tls.generate(CLIENT_CN, names)
+    tls = make_tls(s.app_name, s.namespace)
     secret = io.model.app.add_secret(
         {"ca-cert": tls.ca, "cert": tls.cert, "key": tls.key},
         label=TLS_SECRET_LABEL,
@@ -245,38 +249,16 @@ def reconcile_stanza(container: ops.Container, s: Snapshot) -> dict[str, str]:
     return {} if wanted == current else wanted
 
 
-def _segment(wal_name: str) -> int | None:
-    """A WAL segment's position as a count (timeline ignored; 16 MB segments), None otherwise.
-
-    The last archived file can also be a timeline history file or a backup label.
-    """
-    head = wal_name[:24]
-    if len(head) != 24 or any(c not in "0123456789ABCDEFabcdef" for c in head):
-        return None
-    return int(head[8:16], 16) * 0x100 + int(head[16:24], 16)
-
-
 def archive_lag(db: pglib.PostgreSQL) -> str:
     """How far WAL archiving is behind the primary's current WAL file, for the status line."""
-    try:
-        with db.connect() as conn:
-            row = conn.execute(
-                "SELECT last_archived_wal, pg_walfile_name(pg_current_wal_lsn()),"
-                " coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false)"
-                " FROM pg_stat_archiver"
-            ).fetchone()
-    except psycopg.Error as e:
-        raise pglib.PostgreSQLError(f"cannot read pg_stat_archiver: {e}") from None
-    assert row is not None
-    last, current, failing = row
-    if failing:
+    status = db.get_archiver_status()
+    if status.failing:
         return "WAL archiving failing"
-    if not last:
+    if not status.last_archived_wal:
         return "no WAL archived yet"
-    last_segment, current_segment = _segment(str(last)), _segment(str(current))
-    if last_segment is None or current_segment is None:
+    behind = status.segments_behind
+    if behind is None:
         return "WAL archiving on"
-    behind = max(current_segment - last_segment - 1, 0)
     return f"archive lag {behind} WAL file{'s' if behind != 1 else ''}"
 
 

@@ -257,27 +257,18 @@ def reconcile(
     return Outcome(rules, sorted(admitted), problems, granted, published)
 
 
-# Sessions whose role is gone. The primary's are closed when the user is dropped; a replica
-# receives the DROP ROLE through replication, which leaves its sessions open.
-_ORPHANED_SESSIONS = (
-    "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a"
-    " WHERE a.backend_type = 'client backend' AND a.usesysid IS NOT NULL"
-    " AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid)"
-)
-
-
 def close_orphaned_sessions(s: Snapshot, r: Ready, io: Io) -> int:
     """Every unit: end the sessions, on its own member, of users that no longer exist."""
     member = s.cluster.member(s.member) if s.cluster else None
     if member is None or not member.is_healthy:
         return 0
+    # The primary's are closed when the user is dropped; a replica receives the DROP ROLE
+    # through replication, which leaves its sessions open.
     try:
-        with io.db(r.pod_ip, r.passwords).connect() as conn:
-            row = conn.execute(_ORPHANED_SESSIONS).fetchone()
-    except (pglib.PostgreSQLError, psycopg.Error) as e:
+        closed = io.db(r.pod_ip, r.passwords).terminate_orphaned_sessions()
+    except pglib.PostgreSQLError as e:
         logger.info("cannot look for sessions of dropped users yet: %s", e)
         return 0
-    closed = int(row[0]) if row else 0
     if closed:
         logger.info("closed %d session(s) of dropped users", closed)
     return closed

@@ -8,7 +8,6 @@ import secrets
 import string
 
 import ops
-import psycopg
 
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import Component, Io
@@ -23,6 +22,7 @@ _ALPHABET = string.ascii_letters + string.digits
 # every config format it travels through (patroni.yml, pgpass, libpq connection strings).
 _ALLOWED = frozenset(string.ascii_letters + string.digits + "!#$%&()*+,-./:;<=>?@[]^_{|}~")
 MIN_PASSWORD_LENGTH = 8
+SECRET_LABEL = USERS_SECRET_LABEL
 MAX_PASSWORD_LENGTH = 256
 
 # Roles the charm creates itself (Patroni creates the superuser, replication and rewind users):
@@ -78,7 +78,7 @@ def _secret(io: Io, s: Snapshot) -> ops.Secret | None:
     try:
         if s.peer_data.system_users_secret:
             return io.model.get_secret(id=s.peer_data.system_users_secret)
-        return io.model.get_secret(label=USERS_SECRET_LABEL)
+        return io.model.get_secret(label=SECRET_LABEL)
     except (ops.SecretNotFoundError, ops.ModelError):
         return None
 
@@ -104,7 +104,7 @@ class SystemUsers(Component):
         if secret is None:
             content = initial_content()
             secret = io.model.app.add_secret(
-                content, label=USERS_SECRET_LABEL, description="postgresql-k8s system users"
+                content, label=SECRET_LABEL, description="postgresql-k8s system users"
             )
             s = dataclasses.replace(s, users_secret=content)
         elif s.users_secret is not None:
@@ -130,7 +130,7 @@ class SystemUsers(Component):
                     db.create_user(user.value, password, in_roles=in_roles)
                 elif not db.password_matches(user.value, password):
                     db.alter_user_password(user.value, password)
-            _grant_backup_functions(db)
+            db.grant_function_execute(layout.SystemUser.BACKUP.value, BACKUP_FUNCTIONS)
         except pglib.PostgreSQLError as e:
             logger.warning("system roles incomplete, retried on the next event: %s", e)
         return s
@@ -140,21 +140,3 @@ class SystemUsers(Component):
         if s.passwords is None:
             return [ops.WaitingStatus("waiting for the leader to create the system users")]
         return []
-
-
-def _grant_backup_functions(db: pglib.PostgreSQL) -> None:
-    """EXECUTE on the backup functions for the backup role, only where it is missing.
-
-    A GRANT rewrites the catalog row even when nothing changes.
-    """
-    user = layout.SystemUser.BACKUP.value
-    try:
-        with db.connect() as conn:
-            for function in BACKUP_FUNCTIONS:
-                row = conn.execute(
-                    "SELECT has_function_privilege(%s, %s, 'EXECUTE')", (user, function)
-                ).fetchone()
-                if not (row and row[0]):
-                    conn.execute(f"GRANT EXECUTE ON FUNCTION {function} TO {user}")  # constants
-    except psycopg.Error as e:
-        raise pglib.PostgreSQLError(f"cannot grant the backup functions to {user}: {e}") from None

@@ -14,13 +14,24 @@ from workload import layout
 # The REST client lives in patroni_client; these names stay reachable from here for callers
 # that configure and then drive a member (the test substrate).
 from workload.patroni_client import (
-    F401 as F401,
     ClusterStatus as ClusterStatus,
+)
+from workload.patroni_client import (
     Member as Member,
+)
+from workload.patroni_client import (
     PatroniClient as PatroniClient,
+)
+from workload.patroni_client import (
     PatroniError as PatroniError,
+)
+from workload.patroni_client import (
     PatroniRequestError as PatroniRequestError,
+)
+from workload.patroni_client import (
     PatroniUnreachableError as PatroniUnreachableError,
+)
+from workload.patroni_client import (
     SwitchoverRefusedError as SwitchoverRefusedError,
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import functools
 import json
 import re
@@ -17,12 +18,15 @@ import requests
 from cryptography import x509
 from ops import testing
 
-import backups
+from components import backups
 import charm
 import k8s
-import system_users
+from components import system_users
 from charms.postgresql_k8s.v0 import postgresql as pglib
-from state import PeerAppData
+import config
+from peers import PeerAppData
+from relations.s3 import S3State
+from state import ClientRequests, ContainerFacts, Snapshot
 from workload import internal_tls, layout, patroni_client, pgbackrest
 
 APP = "postgresql-k8s"
@@ -198,46 +202,33 @@ class FakeDatabase:
     # Functions the backup role may execute ("GRANT EXECUTE ON FUNCTION <f> TO backup" seen).
     granted_functions: list[str] = dataclasses.field(default_factory=list)
 
-    def connect(self, database: str | None = None) -> FakeConnection:
+    def grant_function_execute(self, user: str, functions: Any) -> list[str]:
         self._check()
-        return FakeConnection(self, host=self.hosts[-1] if self.hosts else "")
+        assert user == "backup", user
+        granted = [f for f in functions if f not in self.granted_functions]
+        self.granted_functions += granted
+        return granted
 
+    def get_archiver_status(self) -> pglib.ArchiverStatus:
+        self._check()
+        if self.query_error is not None:
+            raise pglib.PostgreSQLError(f"cannot read pg_stat_archiver: {self.query_error}")
+        last, current, failing = self.archiver
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return pglib.ArchiverStatus(
+            last_archived_wal=last,
+            last_archived_time=None if failing else now,
+            last_failed_wal=last if failing else None,
+            last_failed_time=now if failing else None,
+            current_wal=current,
+            wal_segment_size=16 * 1024 * 1024,
+        )
 
-@dataclasses.dataclass
-class FakeConnection:
-    """A connection answering the archive-lag query with FakeDatabase.archiver, and the sweep of
-    dropped users' sessions with FakeDatabase.orphaned."""
-
-    db: FakeDatabase
-    host: str = ""
-    row: tuple[Any, ...] | None = None
-
-    def __enter__(self) -> FakeConnection:
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        return None
-
-    def execute(self, query: Any, params: Any = ()) -> FakeConnection:
-        if self.db.query_error is not None:
-            raise self.db.query_error
-        if "pg_terminate_backend" in str(query):
-            self.db.swept.append(self.host)
-            self.row = (self.db.orphaned.pop(self.host, 0),)
-            return self
-        if "has_function_privilege" in str(query):
-            assert params[0] == "backup", params
-            self.row = (params[1] in self.db.granted_functions,)
-            return self
-        if grant := re.fullmatch(r"GRANT EXECUTE ON FUNCTION (.+) TO backup", str(query)):
-            self.db.granted_functions.append(grant.group(1))
-            return self
-        assert "pg_stat_archiver" in str(query), query
-        self.row = self.db.archiver
-        return self
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self.row
+    def terminate_orphaned_sessions(self) -> int:
+        self._check()
+        host = self.hosts[-1] if self.hosts else ""
+        self.swept.append(host)
+        return self.orphaned.pop(host, 0)
 
 
 @dataclasses.dataclass
@@ -393,16 +384,8 @@ def stanza_digest(**changes: Any) -> str:
 
 @functools.cache
 def _tls_content() -> dict[str, str]:
-    made: dict[str, str] = {}
-
-    class App:
-        def add_secret(self, content: dict[str, str], **_: Any) -> Any:
-            made.update(content)
-            return SimpleNamespace(id="secret:made-by-the-test")
-
-    state = SimpleNamespace(peer_data=PeerAppData(), app_name=APP, namespace="test-model")
-    backups.ensure_tls(App(), None, state)  # type: ignore[arg-type]
-    return made
+    tls = backups.make_tls(APP, "test-model")
+    return {"ca-cert": tls.ca, "cert": tls.cert, "key": tls.key}
 
 
 def tls_secret() -> testing.Secret:
@@ -544,3 +527,28 @@ def tls_parts(content: dict[str, str]) -> tuple[str, str, str]:
     certs = [v for v in content.values() if "BEGIN CERTIFICATE" in v]
     key = next(v for v in content.values() if "PRIVATE KEY" in v)
     return next(c for c in certs if is_ca(c)), next(c for c in certs if not is_ca(c)), key
+
+
+def snapshot(**overrides: Any) -> Snapshot:
+    """A pure snapshot of a healthy, related unit 0 (leader) for tests of pure functions."""
+    values: dict[str, Any] = {
+        "unit_name": f"{APP}/0",
+        "app_name": APP,
+        "namespace": "test-model",
+        "is_leader": True,
+        "planned_units": 3,
+        "pod_ip": "10.1.0.10",
+        "config": config.load_config({}),
+        "config_error": None,
+        "peers_related": True,
+        "peer_data": PeerAppData(),
+        "unit_data": {f"{APP}/{i}": {} for i in range(3)},
+        "users_secret": None,
+        "s3": S3State(related=False),
+        "backup_tls": None,
+        "container": ContainerFacts(can_connect=True, pg_major=16),
+        "missing_permissions": (),
+        "cluster": None,
+        "clients": ClientRequests(),
+    }
+    return Snapshot(**(values | overrides))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from ops import testing
 
-import presentation
+from actions import passwords
 from tests.unit.conftest import APP, FakeDatabase, FakePatroni, container, peers
 from tests.unit.test_charm import deployed, healthy_cluster
 from workload import layout
@@ -58,7 +58,7 @@ def test_unknown_username_fails_the_action():
             self.messages.append(message)
 
     event = Event()
-    assert presentation.system_user(event) is None  # type: ignore[arg-type]
+    assert passwords._user(event) is None  # type: ignore[arg-type]
     assert "unknown username 'postgres'" in event.messages[0]
 
 

@@ -12,8 +12,8 @@ import ops
 import pytest
 from ops import testing
 
-import backup_actions
-import restore
+from actions import backups as backup_actions
+from components import restore
 from tests.unit.conftest import (
     APP,
     INFO_PROBE,
@@ -606,7 +606,7 @@ def test_create_backup_refused_after_a_failed_restore(
 
 def test_restore_target_checks_against_the_repository():
     [stanza] = pgbackrest.parse_info(TWO_BACKUPS)
-    target = backup_actions.BackupActions.restore_target
+    target = backup_actions.restore_target
     assert target({"backup-id": INCR}, stanza) == {"backup-id": INCR}
     assert target({"latest": True}, stanza) == {}
     at = FIRST_STOP + datetime.timedelta(seconds=1)

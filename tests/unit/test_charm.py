@@ -12,8 +12,7 @@ import yaml
 from ops import testing
 
 import charm
-import cluster
-import system_users
+from components import system_users
 from tests.unit.conftest import (
     APP,
     FakeDatabase,
@@ -166,7 +165,7 @@ def test_leader_patches_dynamic_config_and_creates_system_roles(
     assert patroni.config["postgresql"]["parameters"]["password_encryption"] == "scram-sha-256"
     assert set(database.passwords) == {"monitoring", "backup"}
     assert database.attributes["backup"]["in_roles"] == ["pg_read_all_settings", "pg_checkpoint"]
-    assert database.granted_functions == list(cluster.BACKUP_FUNCTIONS)
+    assert database.granted_functions == list(system_users.BACKUP_FUNCTIONS)
     # Roles are managed on the primary (the unit's own member is only swept, see clients).
     managed_on = [h for h in database.hosts if h not in database.swept]
     assert managed_on[0] == patroni.member(f"{APP}-0")["host"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from dpcharmlibs import interfaces
 
-import client_policy
+from components import client_policy
 from relations.database import ClientRequest
 
 SUPERUSER_APPS = frozenset({"pgbouncer", "pgbouncer-k8s"})

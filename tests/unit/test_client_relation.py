@@ -13,8 +13,8 @@ from dpcharmlibs import interfaces
 from ops import testing
 
 import charm
-import client_policy
-import clients
+from components import client_policy
+from components import clients
 from tests.unit.conftest import APP, FakeDatabase, FakePatroni, container, peers, system_secret
 from tests.unit.test_charm import healthy_cluster, patroni_yml
 

@@ -18,15 +18,16 @@ import pytest
 import yaml
 from ops import testing
 
-import config
-import restore
-from state import PeerAppData, RestoreState, State
+from components import restore
+from peers import PeerAppData, RestoreState
+from state import Snapshot
 from tests.unit.conftest import (
     APP,
     FakePatroni,
     backup_state,
     peer_app_data,
     peer_unit_data,
+    snapshot,
 )
 from tests.unit.test_charm import healthy_cluster
 from workload import layout, pgbackrest
@@ -147,19 +148,9 @@ def patroni_bootstrap(ctx: Ctx, out: testing.State) -> dict[str, Any]:
 # -- pure: which unit holds PostgreSQL, and what Patroni bootstraps with ------------------------
 
 
-def make_state(restore_: RestoreState | None, unit: int = 0) -> State:
-    return State(
-        unit_name=f"{APP}/{unit}",
-        app_name=APP,
-        namespace="test-model",
-        is_leader=unit == 0,
-        planned_units=3,
-        pod_ip="10.1.0.10",
-        config=config.load_config({}),
-        config_error=None,
-        peers=None,
-        peer_data=PeerAppData(restore=restore_),
-        passwords=None,
+def make_state(restore_: RestoreState | None, unit: int = 0) -> Snapshot:
+    return snapshot(
+        unit_name=f"{APP}/{unit}", is_leader=unit == 0, peer_data=PeerAppData(restore=restore_)
     )
 
 
@@ -676,11 +667,9 @@ def test_stopping_also_stops_a_service_pebble_is_about_to_restart(current: str, 
         stop=lambda *names: stopped.extend(names),
     )
     databag: dict[str, str] = {}
-    unit = f"{APP}/1"  # only a key into the peer data
-    state = dataclasses.replace(
-        make_state(RestoreState(id=RID, phase="stopping"), unit=1),
-        peers=SimpleNamespace(data={unit: databag}),  # type: ignore[arg-type]
-    )
-    restore.unit_step(container, unit, state)  # type: ignore[arg-type]
+    container.exists = lambda path: False
+    peers = SimpleNamespace(ack=lambda s, key, value: databag.update({key: value}) or s)
+    state = make_state(RestoreState(id=RID, phase="stopping"), unit=1)
+    restore.unit_step(state, SimpleNamespace(container=container, peers=peers))  # type: ignore[arg-type]
     assert databag[restore.STOPPED_KEY] == RID
     assert stopped == ([layout.SERVICE_POSTGRESQL] if stops else [])

@@ -18,7 +18,7 @@ import pytest
 from ops import testing
 
 import charm
-import system_users
+from components import system_users
 from substrate.juju import (
     InvalidActionError,
     InvalidCommandError,

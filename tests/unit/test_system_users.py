@@ -7,7 +7,7 @@ import string
 import ops
 import pytest
 
-import system_users
+from components import system_users
 from workload import layout
 
 
