@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import secrets
 import string
+from collections.abc import Mapping
 
 import ops
 
@@ -124,13 +125,7 @@ class SystemUsers(Component):
         if db is None:
             return s
         try:
-            for user, in_roles in ROLES.items():
-                password = r.passwords[user]
-                if not db.user_exists(user.value):
-                    db.create_user(user.value, password, in_roles=in_roles)
-                elif not db.password_matches(user.value, password):
-                    db.alter_user_password(user.value, password)
-            db.grant_function_execute(layout.SystemUser.BACKUP.value, BACKUP_FUNCTIONS)
+            ensure_roles(db, r.passwords)
         except pglib.PostgreSQLError as e:
             logger.warning("system roles incomplete, retried on the next event: %s", e)
         return s
@@ -140,3 +135,14 @@ class SystemUsers(Component):
         if s.passwords is None:
             return [ops.WaitingStatus("waiting for the leader to create the system users")]
         return []
+
+
+def ensure_roles(db: pglib.PostgreSQL, passwords: Mapping[layout.SystemUser, str]) -> None:
+    """Create the roles the charm owns, or fix their passwords; grant pgBackRest's functions."""
+    for user, in_roles in ROLES.items():
+        password = passwords[user]
+        if not db.user_exists(user.value):
+            db.create_user(user.value, password, in_roles=in_roles)
+        elif not db.password_matches(user.value, password):
+            db.alter_user_password(user.value, password)
+    db.grant_function_execute(layout.SystemUser.BACKUP.value, BACKUP_FUNCTIONS)

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-import cluster
 from charms.postgresql_k8s.v0 import postgresql as pglib
+from components import system_users
 from substrate.s3 import CertificateAuthority, S3Server
 from tests.integration import pg_server as pg
 from tests.integration.pg_server import PgServer
@@ -155,7 +155,7 @@ def create_system_roles(server: PgServer) -> None:
         layout.SystemUser.MONITORING: "monitoring-role-password",
         layout.SystemUser.BACKUP: BACKUP_PASSWORD,
     }
-    cluster.reconcile_system_roles(db, passwords)
+    system_users.ensure_roles(db, passwords)
     with server.connect() as conn:
         row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (BACKUP_USER,))
         assert row.fetchone() == (False,)

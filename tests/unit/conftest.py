@@ -7,7 +7,6 @@ import dataclasses
 import datetime
 import functools
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,12 +17,11 @@ import requests
 from cryptography import x509
 from ops import testing
 
-from components import backups
 import charm
-import k8s
-from components import system_users
-from charms.postgresql_k8s.v0 import postgresql as pglib
 import config
+import k8s
+from charms.postgresql_k8s.v0 import postgresql as pglib
+from components import backups, system_users
 from peers import PeerAppData
 from relations.s3 import S3State
 from state import ClientRequests, ContainerFacts, Snapshot

@@ -7,7 +7,6 @@ import configparser
 import dataclasses
 import datetime
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import ops
@@ -18,12 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from ops import testing
 
-from components import backups
 import config
+from components import backups
 from components import restore as restore_component
-from charms.postgresql_k8s.v0 import postgresql as pglib
-from relations.s3 import S3State
 from peers import PeerAppData, RestoreState
+from relations.s3 import S3State
 from state import Snapshot
 from tests.unit.conftest import (
     APP,

@@ -13,8 +13,7 @@ from dpcharmlibs import interfaces
 from ops import testing
 
 import charm
-from components import client_policy
-from components import clients
+from components import client_policy, clients
 from tests.unit.conftest import APP, FakeDatabase, FakePatroni, container, peers, system_secret
 from tests.unit.test_charm import healthy_cluster, patroni_yml
 
