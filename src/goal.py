@@ -37,6 +37,8 @@ class Contribution:
     # files and directories.
     patroni: Mapping[str, Any] = dataclasses.field(default_factory=dict[str, Any])
     hba: Sequence[patroni.HbaRule] = ()
+    # Every network rule (anyone's) admits only TLS connections (`hostssl`).
+    hba_ssl_only: bool = False
     services: Mapping[str, ServiceDict] = dataclasses.field(default_factory=dict[str, ServiceDict])
     checks: Mapping[str, CheckDict] = dataclasses.field(default_factory=dict[str, CheckDict])
     files: Mapping[str, File] = dataclasses.field(default_factory=dict[str, File])
@@ -112,6 +114,13 @@ def unit_goal(contributions: Sequence[Contribution], cluster: ClusterGoal) -> Un
     """This unit's files (patroni.yml included), directories and Pebble layer."""
     config = _merged(c.patroni for c in contributions)
     hba = [rule for c in contributions for rule in c.hba]
+    if any(c.hba_ssl_only for c in contributions):
+        hba = [
+            dataclasses.replace(rule, connection_type="hostssl")
+            if rule.connection_type == "host"
+            else rule
+            for rule in hba
+        ]
     config = merge(config, {"bootstrap": {"dcs": cluster.dynamic}})
     config = merge(config, {"postgresql": {"pg_hba": patroni.render_hba(hba)}})
     files: dict[str, File] = {}
