@@ -1,5 +1,5 @@
 # The project's commands. `make test` is what CI runs (.ci/run) and what the README gives.
-.PHONY: test unit integration coverage e2e lint deps demo demo-keep bench bench-backup
+.PHONY: test unit integration coverage e2e lint deps demo demo-keep bench bench-backup bench-hooks
 
 UV ?= uv
 PYTEST = $(UV) run --frozen pytest
@@ -50,3 +50,7 @@ test: deps lint unit integration e2e coverage
 # Backup and restore through the charm against pgBackRest run directly; JSON last line.
 bench-backup: deps
 	$(UV) run --frozen python -m substrate bench-backup
+
+# What single hooks cost (wall time, Pebble/Patroni/SQL calls) on an idle cluster; JSON last line.
+bench-hooks: deps
+	$(UV) run --frozen python -m substrate bench-hooks

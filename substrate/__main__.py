@@ -1,4 +1,4 @@
-"""Command line of the local substrate: `python -m substrate demo [--keep]`, `bench`, `bench-backup`."""
+"""Command line of the local substrate: `python -m substrate demo [--keep]`, `bench`, `bench-*`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench_backup.add_argument("--scale", type=int, default=10, help="pgbench scale (~15 MB each)")
     bench_backup.add_argument("--output", type=Path, help="also write the JSON to this file")
+    bench_hooks = sub.add_parser(
+        "bench-hooks", help="wall time and Pebble/Patroni/SQL calls of single hooks, as JSON"
+    )
+    bench_hooks.add_argument(
+        "--clients",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 10, 50],
+        help="client application counts to measure update-status with (default 1,10,50)",
+    )
+    bench_hooks.add_argument("--output", type=Path, help="also write the JSON to this file")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     # What the test suite's configuration ignores too (pyproject.toml): the libraries' own noise.
@@ -49,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from substrate import bench_backup  # noqa: PLC0415 - after sys.path is set
 
         return bench_backup.main(scale=args.scale, output=args.output)
+    if args.command == "bench-hooks":
+        from substrate import bench_hooks as bench_hooks_module  # noqa: PLC0415 - after sys.path
+
+        return bench_hooks_module.main(output=args.output, clients=args.clients)
     from substrate import bench as bench_module  # noqa: PLC0415 - after sys.path is set
 
     return bench_module.main(output=args.output)

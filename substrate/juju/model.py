@@ -315,6 +315,15 @@ class Model(ModelView):
             self._enqueue_all(application, "update-status")
         return self.settle()
 
+    def run_hook(self, unit: str, kind: str) -> list[Dispatch]:
+        """Queue a unit-level hook (`update-status`, `config-changed`...) on one unit; settle.
+
+        As Juju's per-unit timer fires update-status, or as it re-runs config-changed when
+        nothing changed (after an agent restart); returns every hook that ran.
+        """
+        self._world.enqueue(self._world.unit(unit), kind)
+        return self.settle()
+
     def _enqueue_all(self, application: Application, kind: str) -> None:
         for unit in application.sorted_units():
             if not unit.dying:
