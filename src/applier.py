@@ -39,7 +39,11 @@ class Workload:
         Storage mounts arrive owned by root (Kubernetes volumes without an fsGroup), so an
         existing directory with another owner or mode is handed to the workload user.
         """
-        if not self.container.exists(path):
+        try:
+            info = self.container.list_files(path, itself=True)[0]
+        except ops.pebble.APIError as e:
+            if e.code != 404:
+                raise
             self.container.make_dir(
                 path,
                 make_parents=True,
@@ -48,7 +52,6 @@ class Workload:
                 group=layout.WORKLOAD_GROUP,
             )
             return
-        info = self.container.list_files(path, itself=True)[0]
         if info.user != layout.WORKLOAD_USER or info.permissions != _DIR_MODE:
             owner = f"{layout.WORKLOAD_USER}:{layout.WORKLOAD_GROUP}"
             self.container.exec(["chown", owner, path]).wait()
@@ -69,10 +72,17 @@ class Workload:
         return True
 
     def apply_layer(self, layer: ops.pebble.LayerDict) -> bool:
-        """Merge the layer into the plan and replan if the plan changed; True if it did."""
-        before = self.container.get_plan().to_dict()
+        """Merge the layer into the plan and replan if the plan changed; True if it did.
+
+        Every service and check is `override: replace`, so the plan already holds the layer when
+        each of them is there as the layer defines it: then nothing is sent at all.
+        """
+        before = self.container.get_plan()
+        wanted = ops.pebble.Layer(layer)
+        if _holds(before, wanted):
+            return False
         self.container.add_layer(layout.CONTAINER, layer, combine=True)
-        if self.container.get_plan().to_dict() == before:
+        if self.container.get_plan().to_dict() == before.to_dict():
             return False
         self.container.replan()
         return True
@@ -81,6 +91,19 @@ class Workload:
         """Whether Pebble reports the service as running."""
         services = self.container.get_services(service)
         return service in services and services[service].is_running()
+
+
+def _holds(plan: ops.pebble.Plan, layer: ops.pebble.Layer) -> bool:
+    """Whether every service and check of the layer is in the plan exactly as defined."""
+    services = all(
+        name in plan.services and plan.services[name].to_dict() == service.to_dict()
+        for name, service in layer.services.items()
+    )
+    checks = all(
+        name in plan.checks and plan.checks[name].to_dict() == check.to_dict()
+        for name, check in layer.checks.items()
+    )
+    return services and checks
 
 
 def apply_unit(workload: Workload, unit: goal.UnitGoal) -> None:
