@@ -14,10 +14,17 @@ from ops import testing
 
 import charm
 from components import client_policy, clients
-from tests.unit.conftest import APP, FakeDatabase, FakePatroni, container, peers, system_secret
-from tests.unit.test_charm import healthy_cluster, patroni_yml
-
-Ctx = testing.Context[Any]
+from tests.unit.builders import (
+    APP,
+    Ctx,
+    FakeDatabase,
+    FakePatroni,
+    container,
+    healthy_cluster,
+    patroni_yml,
+    peers,
+    system_secret,
+)
 
 MODEL = "prod"
 PRIMARY = f"{APP}-primary.{MODEL}.svc.cluster.local:5432"
