@@ -13,7 +13,8 @@ from pathlib import Path
 
 import ops
 
-from substrate import dcs, pods, processes
+from substrate.host import pods, processes
+from substrate.k8s import dcs
 from workload import layout
 
 # Where tools/install-workload.sh puts Patroni (the image has it in /usr/bin).

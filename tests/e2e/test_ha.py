@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from substrate import backend, writer
-from substrate.local import LocalBackend
+from substrate.backends import backend
+from substrate.backends.local import LocalBackend
+from substrate.fixtures import writer
 from tests.e2e.helpers import APP, cluster, connect, password, primary, roles_settled, wait
 from workload import layout
 

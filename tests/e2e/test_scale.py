@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from substrate import writer
-from substrate.local import LocalBackend
+from substrate.backends.local import LocalBackend
+from substrate.fixtures import writer
 from tests.e2e.helpers import APP, cluster, connect, leader, password, primary, roles_settled, wait
 from workload import layout
 

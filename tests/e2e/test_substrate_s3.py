@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from substrate.local import LocalBackend
-from substrate.s3 import S3Server
+from substrate.backends.local import LocalBackend
+from substrate.k8s.s3 import S3Server
 from tests.e2e.conftest import S3_DNS_NAME
 from tests.e2e.helpers import APP
 from workload import layout

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from substrate.patroni_cluster import PatroniCluster
+from substrate.fixtures.patroni_cluster import PatroniCluster
 from tests.integration import polling
 from workload import layout, patroni
 

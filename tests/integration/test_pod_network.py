@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from substrate import netns, pods
+from substrate.host import netns, pods
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from substrate import netns, pods, routing
-from substrate.patroni_cluster import PatroniCluster
+from substrate.fixtures.patroni_cluster import PatroniCluster
+from substrate.host import netns, pods
+from substrate.k8s import routing
 from tests.integration import polling
 from workload import layout
 

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from substrate import backend, writer
-from substrate.demo import APP, roles_settled
-from substrate.local import LocalBackend
+from substrate.backends import backend
+from substrate.backends.local import LocalBackend
+from substrate.fixtures import writer
+from substrate.programs.demo import APP, roles_settled
 
 UNITS = 3
 

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from substrate import netns, pods
+from substrate.host import netns, pods
 from workload import layout
 
 Role = Literal["primary", "replica"]

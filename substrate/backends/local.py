@@ -25,13 +25,15 @@ from typing import Any
 
 import ops
 
-from substrate import backend, dcs, netns, pods, processes, routing
-from substrate.backend import ActionFailedError, BackendError, Signal, Status, UnitInfo
+from substrate.backends import backend
+from substrate.backends.backend import ActionFailedError, BackendError, Signal, Status, UnitInfo
+from substrate.host import netns, pods, processes
 from substrate.juju import Model
+from substrate.k8s import dcs, routing
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONTAINER = "postgresql"
 POD_PEBBLE_DIR = "/run/pebble"
 POD_SOCKET = f"{POD_PEBBLE_DIR}/.pebble.socket"

@@ -6,7 +6,7 @@ carries the pod's private tree (a per-pod home over layout.HOME, per-pod /tmp, /
 /usr/local/bin and /etc/hosts) and its storage, which lives apart so that it survives the pod.
 Processes enter the pod with `nsenter --target <pause> --net --mount --uts` and drop privileges with
 `setpriv`, both of which exec in place, so a returned PID is the workload's own
-(substrate.processes).
+(substrate.host.processes).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from substrate import netns, processes
+from substrate.host import netns, processes
 from workload import layout
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FIRST_POD_HOST = 10  # pod IPs are .10, .11, ...: below are the host's
-_LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.routing)
+_LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.k8s.routing)
 # A DNS name of dot-separated labels (RFC 1123), as /etc/hosts takes them.
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z", re.IGNORECASE)
@@ -352,7 +352,7 @@ class Pod:
 
 def _host_paths_for_pods() -> set[str]:
     """Host directories pod processes run code from: this checkout and the Python environment."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     return {str(repo), sys.prefix, sys.base_prefix}
 
 
