@@ -171,7 +171,6 @@ class LocalBackend:
         )
         unit_pod.watcher.start()
         self._pods[unit] = unit_pod
-        self.router.add_hosts(pod)
         return pod.ip
 
     def _pebble_client(self, unit: str, container: str) -> ops.pebble.Client:
@@ -218,7 +217,6 @@ class LocalBackend:
         unit_pod.stop.set()
         if graceful:
             unit_pod.pebble.terminate(timeout=GRACE_PERIOD)
-        self.router.remove_hosts(unit_pod.pod)
         self.substrate.delete_pod(unit_pod.pod.name, destroy_storage=destroy_storage)
 
     # -- the event pump ----------------------------------------------------------------------
@@ -388,7 +386,7 @@ class LocalBackend:
         Kept when the Services' names are rewritten; for servers outside the model that pods
         must reach by name, such as an S3 endpoint whose certificate names it.
         """
-        self.substrate.add_host(name, ip)
+        self.substrate.hosts.add(name, ip)
 
     def kill(self, unit: str, process: str, signal: Signal = Signal.SIGKILL) -> None:
         """Signal the unit's processes whose command name is `process` (e.g. patroni, postgres)."""

@@ -19,23 +19,19 @@ import ipaddress
 import os
 import posixpath
 import pwd
-import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from substrate.host import netns, processes
+from substrate.host import hosts, netns, processes
 from workload import layout
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FIRST_POD_HOST = 10  # pod IPs are .10, .11, ...: below are the host's
 _LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.k8s.routing)
-# A DNS name of dot-separated labels (RFC 1123), as /etc/hosts takes them.
-_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,14 +175,6 @@ class Pod:
             ]
         )
         self._mounts.append((target, source))
-
-    def write_hosts(self, pods: Iterable[Pod], extra: Mapping[str, str] | None = None) -> None:
-        """Write the pod's /etc/hosts: every pod's names, then `extra` (name -> IP)."""
-        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += [f"{p.ip}\t{' '.join((*p.hostnames, p.name))}" for p in pods]
-        lines += [f"{ip}\t{name}" for name, ip in (extra or {}).items()]
-        # Rewritten in place: the bind mount follows the inode, so a rename would not be seen.
-        self.hosts_file.write_text("\n".join(lines) + "\n")
 
     def _reap(self) -> None:
         for process in self._processes:
@@ -377,8 +365,8 @@ class Substrate:
         self._pods: dict[str, Pod] = {}
         self._next_index = 0
         self._host_processes: list[subprocess.Popen[bytes]] = []
-        self._extra_hosts: dict[str, str] = {}
-        self._static_hosts: dict[str, str] = {}
+        # What every pod resolves (its /etc/hosts): the pods, the Services, outside servers.
+        self.hosts = hosts.PodHosts(self._pods.values)
         self._closed = False
         try:
             self.stale_removed = netns.cleanup_stale(self.slot)
@@ -446,43 +434,14 @@ class Substrate:
             pod.destroy(destroy_storage=False)
             raise
         self._pods[name] = pod
-        self._write_hosts()
+        self.hosts.write()
         return pod
 
     def delete_pod(self, name: str, destroy_storage: bool = False) -> None:
         """Delete a pod: kill its processes, remove its namespaces and private files."""
         pod = self._pods.pop(name)
         pod.destroy(destroy_storage)
-        self._write_hosts()
-
-    def set_extra_hosts(self, entries: Mapping[str, str]) -> None:
-        """Names every pod resolves besides the pods' own (e.g. Services): name -> IP.
-
-        Replaces the previous extra entries (the router owns them); static hosts stay.
-        """
-        self._extra_hosts = dict(entries)
-        self._write_hosts()
-
-    def add_host(self, name: str, ip: str) -> None:
-        """Make every pod, present and future, resolve `name` to `ip` until the run ends.
-
-        For servers outside the pods, such as an S3 endpoint listening on `host_ip`. Unlike the
-        entries of set_extra_hosts, these are never replaced by it; on a clash they win.
-        """
-        if not _HOSTNAME.match(name):
-            raise ValueError(f"not a host name: {name!r}")
-        self._static_hosts[name] = str(ipaddress.ip_address(ip))
-        self._write_hosts()
-
-    def remove_host(self, name: str) -> None:
-        """Forget a name added with add_host (no-op if unknown)."""
-        if self._static_hosts.pop(name, None) is not None:
-            self._write_hosts()
-
-    def _write_hosts(self) -> None:
-        extra = self._extra_hosts | self._static_hosts
-        for pod in self._pods.values():
-            pod.write_hosts(self._pods.values(), extra)
+        self.hosts.write()
 
     def start_host_process(
         self, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
