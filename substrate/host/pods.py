@@ -231,10 +231,6 @@ class Pod:
             _set_owner_mode(target, mode, owner, group)
             f.write(data.encode() if isinstance(data, str) else data)
 
-    def read_file(self, path: str) -> str:
-        """Read a text file of the pod."""
-        return self.host_path(path).read_text(errors="replace")
-
     # Processes.
 
     def _enter(self, user: str | None, group: str | None, cwd: str) -> list[str]:
@@ -314,15 +310,6 @@ class Pod:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
-    def kill_all(self) -> None:
-        """SIGKILL every process in the pod but the pause: the pod stays, its workload is gone."""
-        pause = self.pause_pid
-        netns.kill_all(p for p in self.pids() if p != pause)
-        for process in self._processes:
-            process.wait(timeout=5.0)
-            process.close()
-        self._processes.clear()
-
     # Network.
 
     def disconnect(self) -> None:
@@ -332,10 +319,6 @@ class Pod:
     def reconnect(self) -> None:
         """Plug the pod back in."""
         netns.set_link_up(self.host_veth, up=True)
-
-    def delete(self, destroy_storage: bool = False) -> None:
-        """Delete the pod; its storage survives unless `destroy_storage`."""
-        self.substrate.delete_pod(self.name, destroy_storage=destroy_storage)
 
 
 def _host_paths_for_pods() -> set[str]:
@@ -404,10 +387,6 @@ class Substrate:
     def pods(self) -> tuple[Pod, ...]:
         """The pods, in creation order."""
         return tuple(self._pods.values())
-
-    def pod(self, name: str) -> Pod:
-        """The pod of that name."""
-        return self._pods[name]
 
     def storage_dir(self, pod_name: str) -> Path:
         """Host directory of a pod's storage volumes (kept when the pod is deleted)."""

@@ -289,15 +289,6 @@ class ServiceRouter:
             self.sync_hosts()
             return address
 
-    def remove_service(self, name: str) -> None:
-        """Delete a Service: its address goes away and its sessions are cut (no-op if absent)."""
-        with self._lock:
-            if name not in self._services:
-                return
-            self._check_running()
-            self._withdraw(self._services.pop(name))
-            self.sync_hosts()
-
     def routed_to(self, name: str) -> list[str]:
         """Member IPs the Service sends new connections to now (none while it refuses them)."""
         with self._lock:
