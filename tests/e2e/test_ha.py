@@ -11,7 +11,7 @@ import pytest
 
 from substrate.backends import backend
 from substrate.backends.local import LocalBackend
-from substrate.fixtures import writer
+from substrate.fixtures import verify, writer
 from tests.e2e.helpers import APP, cluster, connect, password, primary, roles_settled, wait
 from workload import layout
 
@@ -42,7 +42,7 @@ def finish_writer(b: LocalBackend, w: writer.ContinuousWriter) -> writer.WriterR
     assert w.wait_for_acks(w.acked_count + 20, timeout=60), "writes did not resume"
     report = w.stop()
     members = [u.address for u in b.status().app_units(APP)]
-    result = writer.verify_acked(
+    result = verify.verify_acked(
         report,
         members,
         wait_for_catchup=60,
