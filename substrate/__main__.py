@@ -52,18 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.root.handlers:
         handler.setLevel(level)
     if args.command == "demo":
-        from substrate import demo as demo_module  # noqa: PLC0415 - after sys.path is set
+        from substrate.programs import demo as demo_module  # noqa: PLC0415 - after sys.path is set
 
         return demo_module.main(keep=args.keep, units=args.units)
     if args.command == "bench-backup":
-        from substrate import bench_backup  # noqa: PLC0415 - after sys.path is set
+        from substrate.programs import bench_backup  # noqa: PLC0415 - after sys.path is set
 
         return bench_backup.main(scale=args.scale, output=args.output)
     if args.command == "bench-hooks":
-        from substrate import bench_hooks as bench_hooks_module  # noqa: PLC0415 - after sys.path
+        from substrate.programs import bench_hooks  # noqa: PLC0415 - after sys.path is set
 
-        return bench_hooks_module.main(output=args.output, clients=args.clients)
-    from substrate import bench as bench_module  # noqa: PLC0415 - after sys.path is set
+        return bench_hooks.main(output=args.output, clients=args.clients)
+    from substrate.programs import bench as bench_module  # noqa: PLC0415 - after sys.path is set
 
     return bench_module.main(output=args.output)
 

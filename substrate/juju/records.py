@@ -205,7 +205,3 @@ class RelationRecord:
         """The application on the other side (the app itself for a peer relation)."""
         others = [a for a in self.sides if a != app]
         return others[0] if others else app
-
-    def describe(self) -> str:
-        """`a:ep b:ep`, as `juju status --relations` shows it."""
-        return " ".join(f"{app}:{ep.name}" for app, ep in self.sides.items())

@@ -44,7 +44,7 @@ class ModelView:
 
     @property
     def failures(self) -> list[Dispatch]:
-        """Every hook that failed (not actions), in order, until `clear_log()`."""
+        """Every hook that failed (not actions), in order."""
         return self._scheduler.failures
 
     def relation_id(self, app1: str, app2: str | None = None) -> int:
@@ -128,11 +128,6 @@ class ModelView:
         if unit is not None:
             return [d.event for d in self._world.log if d.unit == unit]
         return [f"{d.unit} {d.event}" for d in self._world.log]
-
-    def clear_log(self) -> None:
-        """Forget the hooks run so far (statuses and data stay)."""
-        self._world.log.clear()
-        self._scheduler.failures.clear()
 
     def error(self, unit: str) -> BaseException | None:
         """The exception of the unit's failed hook, while it is in error."""

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     env_filter = None
     if args.dcs_etcd3:
         # Imported here: the daemon itself needs nothing but the standard library and PyYAML.
-        from substrate import dcs  # noqa: PLC0415
+        from substrate.k8s import dcs  # noqa: PLC0415
 
         url = str(args.dcs_etcd3)
 

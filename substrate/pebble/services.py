@@ -121,17 +121,6 @@ class ServiceManager:
                 )
         return result
 
-    def pids(self) -> dict[str, int]:
-        """PID of each service that has a process (for tests and the substrate)."""
-        with self._cond:
-            return {n: s.proc.pid for n, s in self._services.items() if s.proc is not None}
-
-    def config_of(self, name: str) -> dict[str, Any] | None:
-        """The configuration a running service was started with."""
-        with self._cond:
-            svc = self._services.get(name)
-            return copy.deepcopy(svc.config) if svc and svc.proc else None
-
     def _transition(self, svc: _Service, state: str) -> None:
         if _REPORTED.get(state, "active") != _REPORTED.get(svc.state, "active"):
             svc.since = timeutil.now()

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from substrate.local import LocalBackend
+from substrate.backends.local import LocalBackend
 
 if TYPE_CHECKING:  # boto3 and moto load only for the modules that use S3
-    from substrate.s3 import S3Server
+    from substrate.k8s.s3 import S3Server
 
 # The name pods give the S3 endpoint: its certificate names it (pgBackRest 2.45 ignores IP SANs).
 S3_DNS_NAME = "s3.substrate.test"
@@ -52,7 +52,7 @@ def s3(juju: LocalBackend) -> Iterator[S3Server]:
     `s3.access_key`/`s3.secret_key` are accepted. Stopped before the model is torn down, even
     when a test failed; the processes also die with the test process.
     """
-    from substrate.s3 import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
+    from substrate.k8s.s3 import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
 
     with S3Server(listen_address=juju.host_address, dns_name=S3_DNS_NAME, auth=True) as server:
         juju.add_host(S3_DNS_NAME, juju.host_address)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from substrate import backend
-from substrate.demo import roles_settled
+from substrate.backends import backend
+from substrate.programs.demo import roles_settled
 from workload import layout, patroni_client
 
 APP = "postgresql-k8s"

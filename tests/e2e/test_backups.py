@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from substrate.local import LocalBackend
-from substrate.s3 import S3Server
+from substrate.backends.local import LocalBackend
+from substrate.k8s.s3 import S3Server
 from tests.e2e.helpers import APP, connect, leader, password, roles_settled, wait
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from substrate.backend import ActionFailedError
-from substrate.local import LocalBackend
+from substrate.backends.backend import ActionFailedError
+from substrate.backends.local import LocalBackend
 from tests.e2e.helpers import APP, connect, leader, password, primary, roles_settled, wait
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from substrate.local import LocalBackend
+from substrate.backends.local import LocalBackend
 from tests.e2e.helpers import APP, connect, password, roles_settled
 
 pytestmark = pytest.mark.e2e

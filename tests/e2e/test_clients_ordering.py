@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from substrate.local import LocalBackend
+from substrate.backends.local import LocalBackend
 from tests.e2e.helpers import APP, primary, roles_settled, wait
 
 pytestmark = pytest.mark.e2e

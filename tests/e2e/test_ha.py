@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from substrate import backend, writer
-from substrate.local import LocalBackend
+from substrate.backends import backend
+from substrate.backends.local import LocalBackend
+from substrate.fixtures import verify, writer
 from tests.e2e.helpers import APP, cluster, connect, password, primary, roles_settled, wait
 from workload import layout
 
@@ -41,7 +42,7 @@ def finish_writer(b: LocalBackend, w: writer.ContinuousWriter) -> writer.WriterR
     assert w.wait_for_acks(w.acked_count + 20, timeout=60), "writes did not resume"
     report = w.stop()
     members = [u.address for u in b.status().app_units(APP)]
-    result = writer.verify_acked(
+    result = verify.verify_acked(
         report,
         members,
         wait_for_catchup=60,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from substrate import writer
-from substrate.local import LocalBackend
+from substrate.backends.local import LocalBackend
+from substrate.fixtures import verify, writer
 from tests.e2e.helpers import APP, cluster, connect, leader, password, primary, roles_settled, wait
 from workload import layout
 
@@ -61,7 +61,7 @@ def test_scale_down_to_two_with_the_primary_leaving(juju: LocalBackend):
     assert w.wait_for_acks(w.acked_count + 50, timeout=60), "the application is not writable"
     report = w.stop()
     survivors = [u.address for u in juju.status().app_units(APP)]
-    result = writer.verify_acked(
+    result = verify.verify_acked(
         report, survivors, wait_for_catchup=60, user="operator", password=pw, dbname="postgres"
     )
     assert result.acked_lost == 0, result

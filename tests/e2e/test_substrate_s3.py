@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from substrate.local import LocalBackend
-from substrate.s3 import S3Server
+from substrate.backends.local import LocalBackend
+from substrate.k8s.s3 import S3Server
 from tests.e2e.conftest import S3_DNS_NAME
 from tests.e2e.helpers import APP
 from workload import layout
@@ -58,7 +58,7 @@ def test_pods_resolve_the_s3_name_whatever_the_router_writes(juju: LocalBackend,
     # when it stops: the S3 name stays through both.
     juju.router.sync_hosts()
     assert resolved(juju, unit, S3_DNS_NAME) == juju.host_address
-    juju.substrate.set_extra_hosts({})
+    juju.substrate.hosts.set_services({})
     assert resolved(juju, unit, S3_DNS_NAME) == juju.host_address
     juju.router.sync_hosts()
     for name, address in juju.router.hosts_entries().items():

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from substrate import dcs, pods
-from substrate import patroni_cluster as pgcluster
+from substrate.fixtures import patroni_cluster as pgcluster
+from substrate.host import pods
+from substrate.k8s import dcs
 from workload import patroni
 
 if TYPE_CHECKING:  # boto3 and moto load only for the tests that use S3
-    from substrate.s3 import S3Server
+    from substrate.k8s.s3 import S3Server
 
 
 def require_host() -> None:
@@ -76,7 +77,7 @@ def s3_server() -> Iterator[S3Server]:
             f"integration tests need: {', '.join(missing)} (see tools/install-workload.sh)",
             pytrace=False,
         )
-    from substrate.s3 import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
+    from substrate.k8s.s3 import S3Server  # noqa: PLC0415 - see TYPE_CHECKING
 
     with S3Server(auth=True) as server:
         yield server

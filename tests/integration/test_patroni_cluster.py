@@ -1,6 +1,7 @@
-"""Tier 2: three Patroni members started from the charm's own patroni.yml and Pebble service.
+"""Tier 2: three Patroni members started from the charm's own patroni.yml and Pebble layer.
 
-The DCS is etcd instead of Kubernetes; that is the only difference from what the charm runs.
+Each pod runs the Pebble-compatible daemon, as in tier 3. The DCS is etcd instead of
+Kubernetes; that is the only difference from what the charm runs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from substrate.patroni_cluster import PatroniCluster
+from substrate.fixtures.patroni_cluster import PatroniCluster
 from tests.integration import polling
 from workload import layout, patroni
 
@@ -107,13 +108,13 @@ def test_patroni_runs_the_charms_service_with_only_the_dcs_swapped(
     patroni_cluster: PatroniCluster,
 ):
     for member in patroni_cluster.members.values():
-        assert member.process is not None
-        proc = Path(f"/proc/{member.process.pid}")
+        proc = Path(f"/proc/{member.patroni_pid()}")
         environ = dict(
             item.split("=", 1) for item in proc.joinpath("environ").read_text().split("\0") if item
         )
 
-        # The PID is Patroni's own, running as the service's user with the charm's patroni.yml.
+        # Pebble's child is Patroni itself, running as the service's user with the charm's
+        # patroni.yml.
         assert proc.joinpath("cmdline").read_text().split("\0")[-2] == layout.PATRONI_CONF
         assert proc.stat().st_uid == pwd.getpwnam(layout.WORKLOAD_USER).pw_uid
         etcd_host = patroni_cluster.etcd.url.removeprefix("http://")
@@ -180,7 +181,8 @@ def test_switchover_to_the_sync_standby(patroni_cluster: PatroniCluster):
     with pytest.raises(patroni.SwitchoverRefusedError):
         client.switchover(leader, other)
     assert patroni_cluster.primary() == leader
-    notices_before = len(patroni_cluster.notices(sync))
+    before = patroni_cluster.notice(sync, layout.ROLE_CHANGE_NOTICE)
+    occurrences_before = before.occurrences if before else 0
 
     client.switchover(leader, sync)
 
@@ -190,15 +192,17 @@ def test_switchover_to_the_sync_standby(patroni_cluster: PatroniCluster):
         timeout=60.0,
     )
     assert member_of(status, leader).state == "streaming"
+    # Pebble keeps one notice per key: a new occurrence carries the latest data.
     promoted = eventually(
-        lambda: [
-            n
-            for n in patroni_cluster.notices(sync)[notices_before:]
-            if n.key == layout.ROLE_CHANGE_NOTICE and n.data.get("role") == "primary"
-        ],
+        lambda: (
+            (n := patroni_cluster.notice(sync, layout.ROLE_CHANGE_NOTICE)) is not None
+            and n.occurrences > occurrences_before
+            and n.last_data.get("role") == "primary"
+            and n
+        ),
         what=f"a role-change notice on {sync}",
     )
-    assert promoted[0].data["action"] == "on_role_change"
+    assert promoted.last_data["action"] == "on_role_change"
     note = insert_note(patroni_cluster, "written after the switchover")
     assert_readable_everywhere(patroni_cluster, note, "written after the switchover")
 

@@ -25,7 +25,7 @@ import pytest
 
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import system_users
-from substrate.s3 import CertificateAuthority, S3Server
+from substrate.k8s.s3 import CertificateAuthority, S3Server
 from tests.integration import pg_server as pg
 from tests.integration.pg_server import PgServer
 from tests.integration.polling import eventually

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from substrate import netns, pods, routing
-from substrate.patroni_cluster import PatroniCluster
+from substrate.fixtures.patroni_cluster import PatroniCluster
+from substrate.host import netns, pods
+from substrate.k8s import routing
 from tests.integration import polling
 from workload import layout
 
@@ -229,20 +230,20 @@ def test_a_member_that_rejoins_is_checked_afresh(
     status = patroni_cluster.wait_settled(timeout=60.0)
     assert status.leader is not None
     member = patroni_cluster.members[status.leader.name]
-    assert member.process is not None
+    patroni_pid = member.patroni_pid()
     primary = primary_service(patroni_cluster)
     members = list(patroni_cluster.ips.values())
     pid = router.pid
     router.set_service(primary, [ip for ip in members if ip != member.ip], "primary")
     assert router.routed_to(primary) == []
-    member.pod.signal(member.process.pid, signal.SIGSTOP)
+    member.pod.signal(patroni_pid, signal.SIGSTOP)
     try:
         router.set_service(primary, members, "primary")
         assert router.routed_to(primary) == []
         with pytest.raises(psycopg.OperationalError):
             connect(patroni_cluster, router.address(primary)).close()
     finally:
-        member.pod.signal(member.process.pid, signal.SIGCONT)
+        member.pod.signal(patroni_pid, signal.SIGCONT)
     eventually(lambda: router.routed_to(primary) == [member.ip], what="the primary routed again")
     with connect(patroni_cluster, router.address(primary)) as routed:
         assert served_by(routed) == (member.ip, False)
@@ -255,13 +256,13 @@ def test_primary_whose_patroni_stops_answering_is_cut_off(
     status = patroni_cluster.wait_settled(timeout=60.0)
     assert status.leader is not None
     member = patroni_cluster.members[status.leader.name]
-    assert member.process is not None
+    patroni_pid = member.patroni_pid()
     primary = primary_service(patroni_cluster)
     with (
         connect(patroni_cluster, router.address(primary)) as routed,
         patroni_cluster.connect(member.name) as direct,
     ):
-        member.pod.signal(member.process.pid, signal.SIGSTOP)
+        member.pod.signal(patroni_pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
             eventually(lambda: is_cut(routed), timeout=10.0, what="the routed session cut")
@@ -270,7 +271,7 @@ def test_primary_whose_patroni_stops_answering_is_cut_off(
             assert served_by(direct) == (member.ip, False)
             assert router.routed_to(primary) == []
         finally:
-            member.pod.signal(member.process.pid, signal.SIGCONT)
+            member.pod.signal(patroni_pid, signal.SIGCONT)
     eventually(lambda: router.routed_to(primary) == [member.ip], what="the primary routed again")
     print(f"\nprimary with a frozen Patroni: routed session cut after {cut_after:.2f}s")
 

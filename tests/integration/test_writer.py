@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from substrate.writer import ContinuousWriter, WriterReport, verify_acked
+from substrate.fixtures.verify import verify_acked
+from substrate.fixtures.writer import ContinuousWriter, WriterReport
 from tests.integration import pg_server as pg
 from tests.integration.pg_server import PgServer
 

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import requests
 
-from substrate import hook_costs
+from substrate.fixtures import hook_costs
 
 _CHANGE = {
     "id": "1", "kind": "restart", "summary": "", "status": "Done", "tasks": [], "ready": True,

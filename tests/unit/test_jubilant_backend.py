@@ -1,4 +1,4 @@
-"""The Backend on real Juju (substrate.jubilant_backend), with jubilant.Juju mocked.
+"""The Backend on real Juju (substrate.backends.real_juju), with jubilant.Juju mocked.
 
 Statuses are built the way jubilant parses `juju status --format json` on a Kubernetes model,
 action results the way it parses `juju run --format json`.
@@ -19,8 +19,8 @@ from unittest import mock
 import jubilant
 import pytest
 
-from substrate import jubilant_backend
-from substrate.backend import (
+from substrate.backends import real_juju
+from substrate.backends.backend import (
     ActionFailedError,
     Backend,
     BackendError,
@@ -28,7 +28,7 @@ from substrate.backend import (
     Status,
     WaitTimeoutError,
 )
-from substrate.jubilant_backend import JujuBackend, convert_status
+from substrate.backends.real_juju import JujuBackend, convert_status
 
 APP = "postgresql-k8s"
 IMAGE = {"postgresql-image": "ghcr.io/example/postgresql-k8s:16"}
@@ -540,11 +540,11 @@ def test_kill_runs_pkill_in_the_workload_container(
 def test_the_pkill_pattern_matches_the_process_but_not_its_own_shell(
     process: str, cmdline: str
 ) -> None:
-    pattern = jubilant_backend.pkill_pattern(process)
+    pattern = real_juju.pkill_pattern(process)
     assert re.search(pattern, cmdline)
     shell = "sh -c " + shlex.join(["pkill", "--signal", "KILL", "-f", pattern]) + "; "
     assert not re.search(pattern, shell)
-    assert not re.search(jubilant_backend.pkill_pattern("pgbackrest.conf"), "pgbackrestXconf")
+    assert not re.search(real_juju.pkill_pattern("pgbackrest.conf"), "pgbackrestXconf")
 
 
 def test_kill_with_nothing_to_kill(backend: JujuBackend, juju: mock.MagicMock) -> None:
@@ -567,7 +567,7 @@ class FakeKubectl:
 @pytest.fixture
 def kubectl(monkeypatch: pytest.MonkeyPatch) -> FakeKubectl:
     fake = FakeKubectl()
-    monkeypatch.setattr(jubilant_backend.subprocess, "run", fake)
+    monkeypatch.setattr(real_juju.subprocess, "run", fake)
     return fake
 
 
@@ -614,7 +614,7 @@ def test_kubectl_missing(backend: JujuBackend, monkeypatch: pytest.MonkeyPatch) 
     def missing(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
         raise FileNotFoundError(2, "No such file or directory", argv[0])
 
-    monkeypatch.setattr(jubilant_backend.subprocess, "run", missing)
+    monkeypatch.setattr(real_juju.subprocess, "run", missing)
     with pytest.raises(BackendError, match="No such file"):
         backend.delete_pod(f"{APP}/0")
 

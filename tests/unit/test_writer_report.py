@@ -6,7 +6,7 @@ from array import array
 
 import pytest
 
-from substrate.writer import WriterReport
+from substrate.fixtures.writer import WriterReport
 
 
 def report(times: list[float]) -> WriterReport:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from substrate import netns
+from substrate.host import netns
 
 if TYPE_CHECKING:  # the pod's Pebble imports this module: it must not need the charm's code
-    from substrate import pods
+    from substrate.host import pods
 
 KUBERNETES_ENV_PREFIX = "PATRONI_KUBERNETES_"
 ETCD3_HOSTS_ENV = "PATRONI_ETCD3_HOSTS"

@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 
-from substrate import backend
-from substrate.local import LocalBackend
+from substrate.backends import backend
+from substrate.backends.local import LocalBackend
 from workload import layout, patroni_client
 
 APP = "postgresql-k8s"

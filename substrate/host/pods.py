@@ -6,7 +6,7 @@ carries the pod's private tree (a per-pod home over layout.HOME, per-pod /tmp, /
 /usr/local/bin and /etc/hosts) and its storage, which lives apart so that it survives the pod.
 Processes enter the pod with `nsenter --target <pause> --net --mount --uts` and drop privileges with
 `setpriv`, both of which exec in place, so a returned PID is the workload's own
-(substrate.processes).
+(substrate.host.processes).
 """
 
 from __future__ import annotations
@@ -19,23 +19,19 @@ import ipaddress
 import os
 import posixpath
 import pwd
-import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from substrate import netns, processes
+from substrate.host import hosts, netns, processes
 from workload import layout
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FIRST_POD_HOST = 10  # pod IPs are .10, .11, ...: below are the host's
-_LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.routing)
-# A DNS name of dot-separated labels (RFC 1123), as /etc/hosts takes them.
-_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z", re.IGNORECASE)
+_LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.k8s.routing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,14 +176,6 @@ class Pod:
         )
         self._mounts.append((target, source))
 
-    def write_hosts(self, pods: Iterable[Pod], extra: Mapping[str, str] | None = None) -> None:
-        """Write the pod's /etc/hosts: every pod's names, then `extra` (name -> IP)."""
-        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += [f"{p.ip}\t{' '.join((*p.hostnames, p.name))}" for p in pods]
-        lines += [f"{ip}\t{name}" for name, ip in (extra or {}).items()]
-        # Rewritten in place: the bind mount follows the inode, so a rename would not be seen.
-        self.hosts_file.write_text("\n".join(lines) + "\n")
-
     def _reap(self) -> None:
         for process in self._processes:
             process.wait(timeout=5.0)
@@ -242,10 +230,6 @@ class Pod:
         with os.fdopen(fd, "wb") as f:
             _set_owner_mode(target, mode, owner, group)
             f.write(data.encode() if isinstance(data, str) else data)
-
-    def read_file(self, path: str) -> str:
-        """Read a text file of the pod."""
-        return self.host_path(path).read_text(errors="replace")
 
     # Processes.
 
@@ -326,15 +310,6 @@ class Pod:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
-    def kill_all(self) -> None:
-        """SIGKILL every process in the pod but the pause: the pod stays, its workload is gone."""
-        pause = self.pause_pid
-        netns.kill_all(p for p in self.pids() if p != pause)
-        for process in self._processes:
-            process.wait(timeout=5.0)
-            process.close()
-        self._processes.clear()
-
     # Network.
 
     def disconnect(self) -> None:
@@ -345,14 +320,10 @@ class Pod:
         """Plug the pod back in."""
         netns.set_link_up(self.host_veth, up=True)
 
-    def delete(self, destroy_storage: bool = False) -> None:
-        """Delete the pod; its storage survives unless `destroy_storage`."""
-        self.substrate.delete_pod(self.name, destroy_storage=destroy_storage)
-
 
 def _host_paths_for_pods() -> set[str]:
     """Host directories pod processes run code from: this checkout and the Python environment."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     return {str(repo), sys.prefix, sys.base_prefix}
 
 
@@ -377,8 +348,8 @@ class Substrate:
         self._pods: dict[str, Pod] = {}
         self._next_index = 0
         self._host_processes: list[subprocess.Popen[bytes]] = []
-        self._extra_hosts: dict[str, str] = {}
-        self._static_hosts: dict[str, str] = {}
+        # What every pod resolves (its /etc/hosts): the pods, the Services, outside servers.
+        self.hosts = hosts.PodHosts(self._pods.values)
         self._closed = False
         try:
             self.stale_removed = netns.cleanup_stale(self.slot)
@@ -417,10 +388,6 @@ class Substrate:
         """The pods, in creation order."""
         return tuple(self._pods.values())
 
-    def pod(self, name: str) -> Pod:
-        """The pod of that name."""
-        return self._pods[name]
-
     def storage_dir(self, pod_name: str) -> Path:
         """Host directory of a pod's storage volumes (kept when the pod is deleted)."""
         return self.run_dir / "storage" / pod_name
@@ -446,43 +413,14 @@ class Substrate:
             pod.destroy(destroy_storage=False)
             raise
         self._pods[name] = pod
-        self._write_hosts()
+        self.hosts.write()
         return pod
 
     def delete_pod(self, name: str, destroy_storage: bool = False) -> None:
         """Delete a pod: kill its processes, remove its namespaces and private files."""
         pod = self._pods.pop(name)
         pod.destroy(destroy_storage)
-        self._write_hosts()
-
-    def set_extra_hosts(self, entries: Mapping[str, str]) -> None:
-        """Names every pod resolves besides the pods' own (e.g. Services): name -> IP.
-
-        Replaces the previous extra entries (the router owns them); static hosts stay.
-        """
-        self._extra_hosts = dict(entries)
-        self._write_hosts()
-
-    def add_host(self, name: str, ip: str) -> None:
-        """Make every pod, present and future, resolve `name` to `ip` until the run ends.
-
-        For servers outside the pods, such as an S3 endpoint listening on `host_ip`. Unlike the
-        entries of set_extra_hosts, these are never replaced by it; on a clash they win.
-        """
-        if not _HOSTNAME.match(name):
-            raise ValueError(f"not a host name: {name!r}")
-        self._static_hosts[name] = str(ipaddress.ip_address(ip))
-        self._write_hosts()
-
-    def remove_host(self, name: str) -> None:
-        """Forget a name added with add_host (no-op if unknown)."""
-        if self._static_hosts.pop(name, None) is not None:
-            self._write_hosts()
-
-    def _write_hosts(self) -> None:
-        extra = self._extra_hosts | self._static_hosts
-        for pod in self._pods.values():
-            pod.write_hosts(self._pods.values(), extra)
+        self.hosts.write()
 
     def start_host_process(
         self, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None

@@ -1,6 +1,6 @@
 """Long-running pod processes: each started under a reaping shim, watched through a status pipe.
 
-The shim (substrate.shim) plays init for what the process orphans, as Pebble does in a real
+The shim (substrate.host.shim) plays init for what the process orphans, as Pebble does in a real
 container; this side reads the workload's PID and exit code from it.
 """
 
@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from substrate import netns
+from substrate.host import netns
 
 _SHIM = str(Path(__file__).with_name("shim.py"))
 
@@ -46,7 +46,7 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path | None) ->
 
 
 class PodProcess:
-    """A process started in a pod, watched by a reaping shim (see substrate.shim).
+    """A process started in a pod, watched by a reaping shim (see substrate.host.shim).
 
     `pid` is the workload's own PID (host view); signals go straight to it.
     """

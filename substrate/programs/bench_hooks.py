@@ -27,10 +27,10 @@ from unittest import mock
 
 import psycopg
 
-from substrate import hook_costs
-from substrate.demo import APP, roles_settled
+from substrate.backends.local import LocalBackend
+from substrate.fixtures import hook_costs
 from substrate.juju import runner
-from substrate.local import LocalBackend
+from substrate.programs.demo import APP, roles_settled
 
 UNITS = 3
 REPEATS = 5

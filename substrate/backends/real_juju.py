@@ -28,7 +28,7 @@ from typing import Any
 
 import jubilant
 
-from substrate.backend import (
+from substrate.backends.backend import (
     ActionFailedError,
     BackendError,
     Signal,
@@ -110,7 +110,7 @@ def _cli_errors(what: str) -> Generator[None, None, None]:
 
 
 class JujuBackend:
-    """`substrate.backend.Backend` on a Juju model on Kubernetes.
+    """`substrate.backends.backend.Backend` on a Juju model on Kubernetes.
 
     Args:
         juju: A `jubilant.Juju` bound to the model, or the model's name.

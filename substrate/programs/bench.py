@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from substrate import backend, writer
-from substrate.demo import APP, roles_settled
-from substrate.local import LocalBackend
+from substrate.backends import backend
+from substrate.backends.local import LocalBackend
+from substrate.fixtures import verify, writer
+from substrate.programs.demo import APP, roles_settled
 
 UNITS = 3
 
@@ -97,7 +98,7 @@ def run() -> dict[str, Any]:
         w.wait_for_acks(w.acked_count + 100, timeout=60)
         report = w.stop()
         survivors = [u.address for u in b.status().app_units(APP) if u.name != lost]
-        result = writer.verify_acked(
+        result = verify.verify_acked(
             report,
             survivors,
             wait_for_catchup=60,

@@ -15,7 +15,6 @@ import importlib.util
 import logging
 import os
 import queue
-import shutil
 import sys
 import threading
 import time
@@ -25,17 +24,17 @@ from typing import Any
 
 import ops
 
-from substrate import backend, dcs, netns, pods, processes, routing
-from substrate.backend import ActionFailedError, BackendError, Signal, Status, UnitInfo
+from substrate.backends import backend
+from substrate.backends.backend import ActionFailedError, BackendError, Signal, Status, UnitInfo
+from substrate.host import netns, pods
 from substrate.juju import Model
+from substrate.k8s import dcs, routing
+from substrate.pebble import entrypoint
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONTAINER = "postgresql"
-POD_PEBBLE_DIR = "/run/pebble"
-POD_SOCKET = f"{POD_PEBBLE_DIR}/.pebble.socket"
-WORKLOAD_PATH = "/usr/local/bin:/opt/postgresql-k8s/workload/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Kubernetes gives a terminating pod 30 s before SIGKILL; Patroni's kill-delay is 30 s too.
 GRACE_PERIOD = 40.0
 # Juju's default is 5 minutes; scenarios want the charm to look around more often.
@@ -88,10 +87,14 @@ class _UnitPod:
 
     unit: str
     pod: pods.Pod
-    pebble: processes.PodProcess
-    socket: Path
+    pebble: entrypoint.PodPebble
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     watcher: threading.Thread | None = None
+
+    @property
+    def socket(self) -> Path:
+        """The Pebble socket, as the host sees it."""
+        return self.pebble.socket
 
 
 class LocalBackend:
@@ -141,35 +144,17 @@ class LocalBackend:
         app = unit.split("/", maxsplit=1)[0]
         name = unit.replace("/", "-")
         pod = self.substrate.add_pod(name, hostnames=(f"{name}.{app}-endpoints",))
-        shim = pod.dir / "bin" / "pebble"
-        shutil.copyfile(REPO / "substrate" / "pebble" / "cli.py", shim)
-        text = shim.read_text()
-        shim.write_text("#!/usr/bin/python3 -I\n" + text)
-        shim.chmod(0o755)
-        pythonpath = ":".join(str(p) for p in (REPO, REPO / "src", REPO / "lib"))
-        env = {"PYTHONPATH": pythonpath, "PATH": WORKLOAD_PATH, "LANG": "C.UTF-8"}
-        argv = [
-            sys.executable,
-            *("-m", "substrate.pebble.daemon"),
-            *("--socket", POD_SOCKET, "--state-dir", f"{POD_PEBBLE_DIR}/state", "--hold"),
-            *("--dcs-etcd3", self.etcd.url),
-        ]
-        pod.make_dir(POD_PEBBLE_DIR, mode=0o755, owner="root", group="root")
         log = self.substrate.run_dir / f"pebble-{name}.log"
-        pebble = pod.run(argv, env=env, log_path=log)
-        socket = pod.host_path(POD_SOCKET)
-        deadline = time.monotonic() + 15
-        while not socket.exists():
-            if pebble.poll() is not None or time.monotonic() > deadline:
-                raise BackendError(f"Pebble did not start in pod {name}: see {log}")
-            time.sleep(0.05)
-        unit_pod = _UnitPod(unit, pod, pebble, socket)
+        try:
+            pebble = entrypoint.start(pod, log, etcd_url=self.etcd.url)
+        except entrypoint.PebbleStartError as e:
+            raise BackendError(str(e)) from e
+        unit_pod = _UnitPod(unit, pod, pebble)
         unit_pod.watcher = threading.Thread(
             target=self._watch, args=(unit_pod,), name=f"watch-{name}", daemon=True
         )
         unit_pod.watcher.start()
         self._pods[unit] = unit_pod
-        self.router.add_hosts(pod)
         return pod.ip
 
     def _pebble_client(self, unit: str, container: str) -> ops.pebble.Client:
@@ -215,8 +200,7 @@ class LocalBackend:
             return
         unit_pod.stop.set()
         if graceful:
-            unit_pod.pebble.terminate(timeout=GRACE_PERIOD)
-        self.router.remove_hosts(unit_pod.pod)
+            unit_pod.pebble.process.terminate(timeout=GRACE_PERIOD)
         self.substrate.delete_pod(unit_pod.pod.name, destroy_storage=destroy_storage)
 
     # -- the event pump ----------------------------------------------------------------------
@@ -386,7 +370,7 @@ class LocalBackend:
         Kept when the Services' names are rewritten; for servers outside the model that pods
         must reach by name, such as an S3 endpoint whose certificate names it.
         """
-        self.substrate.add_host(name, ip)
+        self.substrate.hosts.add(name, ip)
 
     def kill(self, unit: str, process: str, signal: Signal = Signal.SIGKILL) -> None:
         """Signal the unit's processes whose command name is `process` (e.g. patroni, postgres)."""

@@ -22,9 +22,9 @@ from typing import Any
 
 import psycopg
 
-from substrate.demo import APP, roles_settled
-from substrate.local import LocalBackend
-from substrate.s3 import S3Server
+from substrate.backends.local import LocalBackend
+from substrate.k8s.s3 import S3Server
+from substrate.programs.demo import APP, roles_settled
 
 UNITS = 3
 S3_NAME = "s3.substrate.test"

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from substrate import netns, pods
+from substrate.host import netns, pods
 from workload import layout
 
 Role = Literal["primary", "replica"]
@@ -66,7 +66,6 @@ CHECK_PATHS: dict[Role, str] = {"primary": "/primary", "replica": "/replica"}
 CHECK_TIMING = "inter 1s fastinter 250ms downinter 500ms fall 2 rise 1"
 # How long set_service waits for the first health check of a new member.
 SETTLE_TIMEOUT = 5.0
-HOSTS_MARKER = "# Services (substrate.routing)"
 
 # Database sessions idle for long: like a Service, the router does not time them out.
 _PREAMBLE = """global
@@ -290,15 +289,6 @@ class ServiceRouter:
             self.sync_hosts()
             return address
 
-    def remove_service(self, name: str) -> None:
-        """Delete a Service: its address goes away and its sessions are cut (no-op if absent)."""
-        with self._lock:
-            if name not in self._services:
-                return
-            self._check_running()
-            self._withdraw(self._services.pop(name))
-            self.sync_hosts()
-
     def routed_to(self, name: str) -> list[str]:
         """Member IPs the Service sends new connections to now (none while it refuses them)."""
         with self._lock:
@@ -419,18 +409,8 @@ class ServiceRouter:
         return entries
 
     def sync_hosts(self) -> None:
-        """Make every pod resolve the Services' names (kept by the Substrate across pod changes)."""
-        self.substrate.set_extra_hosts(self.hosts_entries())
-
-    def add_hosts(self, pod: pods.Pod) -> None:
-        """Call after creating `pod`: it (and every pod the Substrate rewrote) resolves Services."""
-        del pod  # every pod's file was rewritten by the Substrate, not only the new one's
-        with self._lock:
-            self.sync_hosts()
-
-    def remove_hosts(self, pod: pods.Pod) -> None:
-        """Call before deleting `pod` (the Substrate rewrites the others' hosts files)."""
-        del pod
+        """Make every pod resolve the Services' names (kept across pod changes, see host.hosts)."""
+        self.substrate.hosts.set_services(self.hosts_entries())
 
     # HAProxy.
 
@@ -526,18 +506,7 @@ class ServiceRouter:
                     self._del_address(service.address)
                 self._services.clear()
                 with contextlib.suppress(OSError):
-                    self.substrate.set_extra_hosts({})
+                    self.substrate.hosts.set_services({})
             finally:
                 with contextlib.suppress(OSError):
                     self._api.path.unlink(missing_ok=True)
-
-
-def _write_hosts_block(path: Path, block: Sequence[str]) -> None:
-    """Replace the Services block at the end of a hosts file, in place (it is bind-mounted)."""
-    if not path.exists():
-        return
-    text = path.read_text()
-    kept = text.split(HOSTS_MARKER + "\n", 1)[0]
-    wanted = kept + (HOSTS_MARKER + "\n" + "\n".join(block) + "\n" if block else "")
-    if wanted != text:
-        path.write_text(wanted)

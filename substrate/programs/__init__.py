@@ -1,0 +1,1 @@
+"""What `python -m substrate <command>` runs: `demo`, `bench`, `bench-backup`."""
