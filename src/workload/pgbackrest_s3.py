@@ -37,6 +37,7 @@ MAX_PORT = 65535
 # (measured with 2.45, path-style or not), and the charm always verifies.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _REGION = re.compile(r"[A-Za-z0-9-]{1,64}")
+_SHOWN_MAX = 32
 # Printable ASCII without spaces: pgBackRest's INI file has no quoting and trims values.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -117,7 +118,7 @@ class S3Settings:
     def validate(self) -> None:
         """Raise InvalidS3SettingsError naming the first field pgBackRest could not use."""
         _validate_bucket(self.bucket)
-        _check(SETTING_REGION, self.region, _REGION, "letters, digits and '-' only")
+        _validate_region(self.region)
         parse_endpoint(self.endpoint)
         _validate_path(self.path)
         if self.uri_style not in ("path", "host"):
@@ -150,7 +151,7 @@ def s3_settings(data: Mapping[str, Any]) -> S3Settings:
             raise InvalidS3SettingsError(setting, "missing")
     region = fields[SETTING_REGION] or DEFAULT_REGION
     # Checked before it names AWS's endpoint, so that a bad region is reported as the region.
-    _check(SETTING_REGION, region, _REGION, "letters, digits and '-' only")
+    _validate_region(region)
     return S3Settings(
         bucket=str(fields[SETTING_BUCKET]),
         # No endpoint: AWS itself, whose endpoint is per region.
@@ -216,7 +217,9 @@ def parse_endpoint(endpoint: str) -> Endpoint:
     if scheme := _SCHEME.fullmatch(endpoint):
         name, rest = scheme["scheme"].lower(), scheme["rest"]
         if name == "http":
-            raise InvalidS3SettingsError(SETTING_ENDPOINT, "pgBackRest reaches S3 over https only")
+            raise InvalidS3SettingsError(
+                SETTING_ENDPOINT, "pgBackRest reaches S3 over https:// only"
+            )
         if name != "https":
             raise InvalidS3SettingsError(SETTING_ENDPOINT, f"must be an https:// URL, not {name}")
     parts = _AUTHORITY.fullmatch(rest)
@@ -266,6 +269,12 @@ def _validate_bucket(bucket: str) -> None:
         _BUCKET,
         "3-63 lowercase letters, digits or '-' (no dots), starting and ending with one",
     )
+
+
+def _validate_region(region: str) -> None:
+    # Not a secret: the message quotes it (escaped by repr, and short enough for a status line).
+    shown = repr(region) if len(region) <= _SHOWN_MAX else repr(region[:_SHOWN_MAX]) + "..."
+    _check(SETTING_REGION, region, _REGION, f"not a region name: {shown}")
 
 
 def _validate_path(path: str) -> None:
