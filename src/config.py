@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
 
 import config_options
-from workload import cron
+from workload import cron, guc
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -77,6 +78,21 @@ def _one_of(choices: tuple[str, ...]) -> pydantic.AfterValidator:
     return pydantic.AfterValidator(check)
 
 
+def _text(spec: config_options.Text) -> pydantic.AfterValidator:
+    # Python's re on the whole value: pydantic's own pattern engine lets `\s` match Unicode
+    # spaces, which PostgreSQL's parsers do not skip.
+    pattern = re.compile(spec.pattern, re.ASCII)
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError("does not match the pattern")
+        if spec.syntax is not None and (error := spec.syntax(value)):
+            raise ValueError(error)
+        return value
+
+    return pydantic.AfterValidator(check)
+
+
 def _annotation(spec: config_options.ParameterOption) -> Any:
     """Type of the model field for a PostgreSQL parameter option."""
     if isinstance(spec, config_options.Integer):
@@ -91,7 +107,7 @@ def _annotation(spec: config_options.ParameterOption) -> Any:
     elif isinstance(spec, config_options.Choice):
         value = Annotated[pydantic.StrictStr, _one_of(spec.choices)]
     else:
-        value = Annotated[pydantic.StrictStr, pydantic.StringConstraints(pattern=spec.pattern)]
+        value = Annotated[pydantic.StrictStr, _text(spec)]
     return Annotated[value | None, pydantic.BeforeValidator(_empty_is_unset)]
 
 
@@ -205,10 +221,72 @@ class CharmConfig(_GeneratedOptions):
 def load_config(raw: Mapping[str, OptionValue]) -> CharmConfig:
     """Validate Juju's config; raises InvalidConfigError naming every option at fault."""
     try:
-        return CharmConfig.model_validate(dict(raw))
+        loaded = CharmConfig.model_validate(dict(raw))
     except pydantic.ValidationError as error:
         options = [str(e["loc"][0]) for e in error.errors() if e["loc"]]
         raise InvalidConfigError(options or ["config"]) from None
+    _check_backends(loaded)
+    return loaded
+
+
+_BACKEND_OPTIONS: Mapping[str, int] = {
+    "connection-max-connections": config_options.DEFAULT_MAX_CONNECTIONS,
+    "vacuum-autovacuum-max-workers": config_options.DEFAULT_AUTOVACUUM_MAX_WORKERS,
+    "cpu-max-worker-processes": config_options.DEFAULT_MAX_WORKER_PROCESSES,
+}
+
+
+def _check_backends(config: CharmConfig) -> None:
+    """PostgreSQL refuses to start when these, 1 and max_wal_senders exceed guc.MAX_BACKENDS."""
+    values = config.parameter_options()
+    total = 1 + config_options.WAL_SENDERS
+    total += sum(int(values.get(option, default)) for option, default in _BACKEND_OPTIONS.items())
+    if total > guc.MAX_BACKENDS:
+        raise InvalidConfigError(
+            [option for option in _BACKEND_OPTIONS if option in values],
+            f"invalid config: connections and workers exceed PostgreSQL's {guc.MAX_BACKENDS}",
+        )
+
+
+def _image_checks(facts: guc.ImageFacts) -> dict[str, Callable[[OptionValue], str | None]]:
+    """Per option, what the image decides about its value (an error or None)."""
+    checks: dict[str, Callable[[OptionValue], str | None]] = {
+        "request-time-zone": lambda v: guc.time_zone_error(str(v), facts.time_zones),
+        "memory-max-stack-depth": lambda v: guc.stack_depth_error(int(v), facts.stack_limit_kb),
+    }
+    for category in ("messages", "monetary", "numeric", "time"):
+        checks[f"response-lc-{category}"] = lambda v: guc.locale_error(str(v), facts.locales)
+    if (configs := facts.text_search_configs) is not None:
+        checks["instance-default-text-search-config"] = lambda v: guc.text_search_config_error(
+            str(v), configs
+        )
+    if (methods := facts.table_access_methods) is not None:
+        checks["storage-default-table-access-method"] = lambda v: guc.table_access_method_error(
+            str(v), methods
+        )
+    return checks
+
+
+def check_image(config: CharmConfig, facts: guc.ImageFacts) -> None:
+    """Raise InvalidConfigError naming the options the image's PostgreSQL would refuse.
+
+    Time zones and locales that do not exist in the image, a stack depth over the container's
+    limit, options of a newer PostgreSQL major, and (once the catalog is known) text search
+    configurations and table access methods that do not exist. Nothing here is known from the
+    charm's own container: `facts` are read from the workload's.
+    """
+    checks = _image_checks(facts)
+    refused: dict[str, str] = {}
+    for option, value in config.parameter_options().items():
+        since = config_options.INTRODUCED_IN.get(option, 0)
+        if facts.major < since:
+            refused[option] = f"needs PostgreSQL {since}"
+        elif option in checks and (error := checks[option](value)):
+            refused[option] = error
+    if refused:
+        option, why = next(iter(refused.items()))
+        message = f"invalid config: {option}: {why}" if len(refused) == 1 else None
+        raise InvalidConfigError(refused, message)
 
 
 def config_option_names() -> frozenset[str]:

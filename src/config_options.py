@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from workload import guc, patroni
 
 # PostgreSQL's usual upper bound for integer settings.
 INT_MAX = 2_147_483_647
@@ -79,14 +81,17 @@ class Choice:
 
 @dataclasses.dataclass(frozen=True)
 class Text:
-    """A free-form parameter, checked against `pattern` (PostgreSQL checks the rest).
+    """A free-form parameter: `pattern` must match the whole value, then `syntax` (if any) must pass.
 
-    The pattern also keeps quotes, backslashes and newlines out of postgresql.conf.
+    The pattern is ASCII and keeps quotes, backslashes, line breaks and other control characters
+    out of postgresql.conf. `syntax` is PostgreSQL's own grammar for the value (workload.guc);
+    what depends on the image (time zones, locales) is checked against its facts later.
     """
 
     pattern: str
     hint: str
     parameter: str = ""
+    syntax: Callable[[str], str | None] | None = None
 
 
 ParameterOption = Integer | Real | Boolean | Choice | Text
@@ -99,7 +104,18 @@ _SERVER_LOG_LEVEL = Choice(
     ),
     label="a message level, debug5 to panic",
 )
-_LOCALE = Text(r"^[A-Za-z0-9_.@-]{1,64}$", "must be a locale name such as C or en_US.UTF-8")
+_LOCALE = Text(r"[A-Za-z0-9_.@-]{1,64}", "must be a locale name such as C or en_US.UTF-8")
+# PostgreSQL refuses max_connections, autovacuum_max_workers or max_worker_processes when
+# they, 1 and max_wal_senders add up to more than guc.MAX_BACKENDS. Each option's own maximum
+# leaves room for the others at PostgreSQL's defaults; config checks the sum of what is set.
+DEFAULT_MAX_CONNECTIONS = 100
+DEFAULT_AUTOVACUUM_MAX_WORKERS = 3
+DEFAULT_MAX_WORKER_PROCESSES = 8
+WAL_SENDERS = int(patroni.BASE_PARAMETERS["max_wal_senders"])
+_BACKENDS_LEFT = guc.MAX_BACKENDS - 1 - WAL_SENDERS
+# With 16MB WAL segments (initdb's default, which the charm keeps), PostgreSQL refuses to start
+# with min_wal_size or max_wal_size under two segments, although the parameters allow 2MB.
+_MIN_WAL_MB = 32
 
 # Option name (without its group prefix) -> what it sets. The PostgreSQL parameter is the name with
 # hyphens turned into underscores unless `parameter` says otherwise.
@@ -107,7 +123,9 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
     "connection": {
         "authentication-timeout": Integer(1, 600, "s"),
         "client-connection-check-interval": Integer(0, INT_MAX, "ms"),
-        "max-connections": Integer(10, 262_143),
+        "max-connections": Integer(
+            10, _BACKENDS_LEFT - DEFAULT_AUTOVACUUM_MAX_WORKERS - DEFAULT_MAX_WORKER_PROCESSES
+        ),
         "statement-timeout": Integer(0, INT_MAX, "ms"),
         "tcp-keepalives-count": Integer(0, INT_MAX),
         "tcp-keepalives-idle": Integer(0, INT_MAX, "s"),
@@ -121,7 +139,9 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
         "max-parallel-workers": Integer(0, 1024),
         "max-parallel-workers-per-gather": Integer(0, 1024),
         "max-sync-workers-per-subscription": Integer(0, 262_143),
-        "max-worker-processes": Integer(0, 262_143),
+        "max-worker-processes": Integer(
+            0, _BACKENDS_LEFT - DEFAULT_MAX_CONNECTIONS - DEFAULT_AUTOVACUUM_MAX_WORKERS
+        ),
         "parallel-leader-participation": Boolean(),
         "wal-compression": Choice(("off", "on", "pglz", "lz4", "zstd")),
     },
@@ -131,8 +151,8 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
         "commit-delay": Integer(0, 100_000, "us"),
         "commit-siblings": Integer(0, 1000),
         "max-slot-wal-keep-size": Integer(-1, INT_MAX, "MB"),
-        "max-wal-size": Integer(2, INT_MAX, "MB"),
-        "min-wal-size": Integer(2, INT_MAX, "MB"),
+        "max-wal-size": Integer(_MIN_WAL_MB, INT_MAX, "MB"),
+        "min-wal-size": Integer(_MIN_WAL_MB, INT_MAX, "MB"),
         "synchronous-commit": Choice(("on", "off", "local", "remote_write", "remote_apply")),
         "wal-buffers": Integer(-1, 262_143, "8kB"),
         "wal-keep-size": Integer(0, INT_MAX, "MB"),
@@ -142,7 +162,7 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
     },
     "instance": {
         "default-text-search-config": Text(
-            r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$",
+            r"([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}",
             "must be a text search configuration such as pg_catalog.english",
         ),
         "max-locks-per-transaction": Integer(10, INT_MAX),
@@ -242,9 +262,10 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
         "array-nulls": Boolean(),
         "backslash-quote": Choice(("safe_encoding", "on", "off")),
         "date-style": Text(
-            r"(?i)^(iso|sql|postgres|german)(\s*,\s*(dmy|mdy|ymd|euro|european|us|noneuro|noneuropean))?$",
+            r"[A-Za-z, ]{1,64}",
             "must be a DateStyle such as ISO, MDY",
             parameter="DateStyle",
+            syntax=guc.date_style_error,
         ),
         "deadlock-timeout": Integer(1, INT_MAX, "ms"),
         "default-transaction-deferrable": Boolean(),
@@ -259,9 +280,10 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
         "lock-timeout": Integer(0, INT_MAX, "ms"),
         "standard-conforming-strings": Boolean(),
         "time-zone": Text(
-            r"^[A-Za-z0-9_+\-/:.,<>]{1,64}$",
+            r"[A-Za-z0-9_+\-/:.,<>]{1,255}",
             "must be a time zone such as UTC or Europe/Paris",
             parameter="TimeZone",
+            syntax=guc.time_zone_syntax_error,
         ),
         "track-activity-query-size": Integer(100, 1_048_576, "B"),
         "transform-null-equals": Boolean(),
@@ -290,7 +312,7 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
         "bgwriter-lru-multiplier": Real(0.0, 10.0),
         "checkpoint-flush-after": Integer(0, 256, "8kB"),
         "default-table-access-method": Text(
-            r"^[a-z_][a-z0-9_]{0,62}$", "must be an access method name such as heap"
+            r"[a-z_][a-z0-9_]{0,62}", "must be an access method name such as heap"
         ),
         "default-toast-compression": Choice(("pglz", "lz4")),
         "effective-io-concurrency": Integer(0, 1000),
@@ -303,7 +325,9 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
         "autovacuum-analyze-scale-factor": Real(0.0, 100.0),
         "autovacuum-analyze-threshold": Integer(0, INT_MAX),
         "autovacuum-freeze-max-age": Integer(100_000, 2_000_000_000),
-        "autovacuum-max-workers": Integer(1, 262_143),
+        "autovacuum-max-workers": Integer(
+            1, _BACKENDS_LEFT - DEFAULT_MAX_CONNECTIONS - DEFAULT_MAX_WORKER_PROCESSES
+        ),
         "autovacuum-multixact-freeze-max-age": Integer(10_000, 2_000_000_000),
         "autovacuum-naptime": Integer(1, 2_147_483, "s"),
         "autovacuum-vacuum-cost-delay": Real(-1.0, 100.0, "ms"),
@@ -324,6 +348,14 @@ _GROUPS: Mapping[str, Mapping[str, ParameterOption]] = {
         "vacuum-multixact-freeze-min-age": Integer(0, 1_000_000_000),
         "vacuum-multixact-freeze-table-age": Integer(0, 2_000_000_000),
     },
+}
+
+
+# Options whose parameter PostgreSQL has only from this major on. On an older server Patroni
+# drops the parameter with a warning: the option would silently do nothing.
+INTRODUCED_IN: Mapping[str, int] = {
+    "cpu-max-parallel-apply-workers-per-subscription": 16,
+    "optimizer-enable-presorted-aggregate": 16,
 }
 
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import ipaddress
 import posixpath
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
-from urllib.parse import urlsplit
-
-from cryptography import x509
+from typing import Literal
 
 from workload import layout
 
@@ -69,154 +65,35 @@ from workload.pgbackrest_info import (
     summarize as summarize,
 )
 
-UriStyle = Literal["path", "host"]
+# The S3 settings live in pgbackrest_s3; callers use them through this module.
+from workload.pgbackrest_s3 import (
+    DEFAULT_REGION as DEFAULT_REGION,
+)
+from workload.pgbackrest_s3 import (
+    HTTPS_PORT as HTTPS_PORT,
+)
+from workload.pgbackrest_s3 import (
+    InvalidS3SettingsError as InvalidS3SettingsError,
+)
+from workload.pgbackrest_s3 import (
+    S3Settings as S3Settings,
+)
+from workload.pgbackrest_s3 import (
+    UriStyle as UriStyle,
+)
+from workload.pgbackrest_s3 import (
+    parse_endpoint as parse_endpoint,
+)
+from workload.pgbackrest_s3 import (
+    s3_settings as s3_settings,
+)
 
 CONF_FILE = posixpath.join(layout.CONF_DIR, "pgbackrest.conf")
-# What AWS signs with when no region is given; MinIO and Ceph accept it too.
-DEFAULT_REGION = "us-east-1"
-HTTPS_PORT = 443
 
-
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_KEY = re.compile(r"^[\x21-\x7e]+$")  # printable, no spaces: the INI file has no quoting
-_STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # also a section name and a path part
-_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
-
-
-# --- S3 settings --------------------------------------------------------------------------------
-
-
-class InvalidS3SettingsError(ValueError):
-    """Raised when a value from the s3 interface cannot configure pgBackRest.
-
-    Attributes:
-        setting: the s3 interface's name of the offending field (e.g. `s3-uri-style`).
-        message: why it was refused, for the user.
-    """
-
-    def __init__(self, setting: str, message: str):
-        super().__init__(f"{setting}: {message}")
-        self.setting = setting
-        self.message = message
-
-
-@dataclasses.dataclass(frozen=True)
-class S3Settings:
-    """Where and how pgBackRest stores the repository (the s3 interface's fields)."""
-
-    bucket: str
-    endpoint: str
-    access_key: str = dataclasses.field(repr=False)
-    secret_key: str = dataclasses.field(repr=False)
-    region: str = DEFAULT_REGION
-    path: str = "/"  # the repository's path inside the bucket
-    uri_style: UriStyle = "host"
-    ca_chain: str | None = None  # PEM; None: the system's CAs
-    tls_verify: bool = True
-
-    @property
-    def host(self) -> str:
-        """The endpoint's host, which pgBackRest wants without scheme or port."""
-        return _split_endpoint(self.endpoint)[0]
-
-    @property
-    def port(self) -> int:
-        """The endpoint's port (443 unless given)."""
-        return _split_endpoint(self.endpoint)[1]
-
-    @property
-    def repo_path(self) -> str:
-        """The path normalised as pgBackRest wants it: absolute, no trailing slash."""
-        return posixpath.normpath("/" + self.path.strip("/")) if self.path.strip("/") else "/"
-
-    def validate(self) -> None:
-        """Raise InvalidS3SettingsError naming the first field pgBackRest could not use."""
-        _validate_bucket(self.bucket)
-        _split_endpoint(self.endpoint)
-        if not _REGION.match(self.region):
-            raise InvalidS3SettingsError(SETTING_REGION, f"not a region name: {self.region!r}")
-        _validate_path(self.path)
-        if self.uri_style not in ("path", "host"):
-            raise InvalidS3SettingsError(SETTING_URI_STYLE, "must be 'path' or 'host'")
-        for setting, key in (
-            (SETTING_ACCESS_KEY, self.access_key),
-            (SETTING_SECRET_KEY, self.secret_key),
-        ):
-            if not _KEY.match(key):
-                raise InvalidS3SettingsError(setting, "must be set, without spaces")
-        if self.ca_chain is not None:
-            _validate_ca_chain(self.ca_chain)
-
-
-def s3_settings(data: Mapping[str, Any]) -> S3Settings:
-    """Validated settings from the s3 interface's fields (the `s3-uri-style` naming)."""
-    missing = [
-        k for k in (SETTING_BUCKET, SETTING_ACCESS_KEY, SETTING_SECRET_KEY) if not data.get(k)
-    ]
-    if missing:
-        raise InvalidS3SettingsError(missing[0], "missing")
-    chain = data.get(SETTING_CA_CHAIN)
-    if isinstance(chain, (list, tuple)):  # the interface carries a list of PEM certificates
-        chain = "\n".join(str(c).strip() for c in cast("Sequence[Any]", chain)) + "\n"
-    region = str(data.get(SETTING_REGION) or DEFAULT_REGION)
-    settings = S3Settings(
-        bucket=str(data[SETTING_BUCKET]),
-        # No endpoint: AWS itself, whose endpoint is per region.
-        endpoint=str(data.get(SETTING_ENDPOINT) or f"https://s3.{region}.amazonaws.com"),
-        access_key=str(data[SETTING_ACCESS_KEY]),
-        secret_key=str(data[SETTING_SECRET_KEY]),
-        region=region,
-        path=str(data.get(SETTING_PATH) or "/"),
-        uri_style=cast("UriStyle", str(data.get(SETTING_URI_STYLE) or "host")),
-        ca_chain=str(chain) if chain else None,
-    )
-    settings.validate()
-    return settings
-
-
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    """(host, port) of an https endpoint; a bare host means https on 443."""
-    url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-    if url.scheme != "https":
-        raise InvalidS3SettingsError(SETTING_ENDPOINT, "pgBackRest reaches S3 over https:// only")
-    try:
-        port = url.port or HTTPS_PORT
-    except ValueError:
-        raise InvalidS3SettingsError(SETTING_ENDPOINT, "the port is not a number") from None
-    host = url.hostname or ""
-    if not (_HOST.match(host) or _is_ip(host)) or url.path.strip("/") or url.query:
-        raise InvalidS3SettingsError(SETTING_ENDPOINT, "expected https://host[:port]")
-    return host, port
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _validate_bucket(bucket: str) -> None:
-    # AWS's naming rules, which every S3 implementation the charm meets accepts.
-    if not _BUCKET.match(bucket) or ".." in bucket or _is_ip(bucket):
-        raise InvalidS3SettingsError(
-            SETTING_BUCKET,
-            "3-63 lowercase letters, digits, '.' or '-', starting with a letter or digit",
-        )
-
-
-def _validate_path(path: str) -> None:
-    if ".." in path.split("/") or not _KEY.match(path):
-        raise InvalidS3SettingsError(SETTING_PATH, "must be a path without '..' or spaces")
-
-
-def _validate_ca_chain(pem: str) -> None:
-    try:
-        x509.load_pem_x509_certificates(pem.encode())
-    except ValueError:
-        raise InvalidS3SettingsError(SETTING_CA_CHAIN, "not PEM certificates") from None
+_STANZA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # also a section name and a path part
+# A value pgBackRest would misread: a line break starts another option, a NUL ends the line,
+# and surrounding spaces are trimmed.
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f]|\A\s|\s\Z")
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -330,7 +207,7 @@ def render_config(
     With `primary`, this member is a standby that takes backups itself (`backup-standby`),
     asking the primary's TLS server only for what must come from the primary.
     """
-    if not _STANZA.match(stanza):
+    if not _STANZA.fullmatch(stanza):
         raise ValueError(f"not a stanza name: {stanza!r}")
     lines = ["[global]", *_repo_lines(s3, paths), *_retention_lines(retention)]
     lines += _kv(
@@ -356,9 +233,10 @@ def render_config(
 
 
 def _kv(options: Mapping[str, str]) -> list[str]:
+    # S3Settings cannot hold such a value; this guards the charm's own paths and names.
     for key, value in options.items():
-        if "\n" in value or "\r" in value:  # a newline would smuggle in another option
-            raise ValueError(f"pgBackRest option {key} holds a line break")
+        if _UNSAFE_VALUE.search(value):
+            raise ValueError(f"pgBackRest option {key} holds a line break or control character")
     return [f"{key}={value}" for key, value in options.items()]
 
 

@@ -284,6 +284,43 @@ def test_stanza_create_and_check_on_an_empty_repository(
         assert ids(copy) == [1, 2, 3, 4, 5]
 
 
+# Printable ASCII an S3 path may hold that an INI file or a URL treats specially.
+AWKWARD_PATH = "/pg=1;#[x]/%20+&'\"\\`$!@^(){}|<>~,:*?"
+
+
+def _current(node: Node, option: str) -> str:
+    """The value pgBackRest itself read from the configuration file (`help` shows it)."""
+    argv = [*pb.command(str(node.conf), STANZA, "help"), "info", option]
+    out = node.run(argv).stdout
+    [value] = re.findall(r"^current: (.*)$", out, re.MULTILINE)
+    return value
+
+
+def test_awkward_accepted_settings_reach_s3_as_given(
+    s3_server: S3Server, s3_bucket: str, make_node: Callable[[], Node]
+):
+    # Every field at an edge the validator accepts: pgBackRest parses the file, reads each value
+    # back unchanged, and the repository lands under exactly the path the provider sent.
+    ca_crlf = "\r\n\r\n" + s3_server.ca_pem.replace("\n", "\r\n") + "\r\n"
+    data = s3_server.relation_data(s3_bucket, AWKWARD_PATH)
+    data |= {
+        "endpoint": f"HTTPS://{s3_server.dns_name}:{s3_server.port}/",
+        "tls-ca-chain": [ca_crlf],
+    }
+    s3 = pb.s3_settings(data)
+    node = make_node()
+    with archiving_server(node, s3):
+        assert _current(node, "repo1-path") == AWKWARD_PATH
+        assert _current(node, "repo1-s3-endpoint") == s3_server.dns_name
+        assert _current(node, "repo1-storage-port") == str(s3_server.port)
+        assert _current(node, "repo1-s3-bucket") == s3_bucket
+        assert _current(node, "repo1-s3-key-secret") == "<redacted>"
+        node.timed(pb.check(str(node.conf), STANZA))
+        keys = s3_server.list_keys(s3_bucket)
+        assert f"{AWKWARD_PATH[1:]}/backup/pg/backup.info" in keys, keys
+        assert f"{AWKWARD_PATH[1:]}/archive/pg/archive.info" in keys, keys
+
+
 def test_full_diff_incr_each_restores_exactly_its_rows(
     s3_server: S3Server, s3_bucket: str, make_node: Callable[[], Node]
 ):

@@ -880,6 +880,14 @@ def test_app_status_without_archive_lag_when_pg_stat_archiver_cannot_be_read(
         ({"s3-uri-style": "virtual"}, "s3-uri-style"),
         ({"tls-ca-chain": ["not a certificate"]}, "tls-ca-chain"),
         ({"bucket": None}, "bucket"),
+        # What the s3 library can deliver once it JSON-decodes a field.
+        ({"bucket": "backups\n"}, "bucket"),
+        ({"region": "eu-west-1\x00"}, "region"),
+        ({"path": "/pg\r\nrepo1-type=posix"}, "path"),
+        ({"secret-key": "s3cr3t\n"}, "secret-key"),
+        ({"endpoint": "https://user:pw@s3.example.com"}, "endpoint"),
+        ({"endpoint": "https://s3.example.com:0"}, "endpoint"),
+        ({"bucket": True}, "bucket"),
     ],
 )
 def test_invalid_s3_settings_block_naming_the_setting_and_configure_nothing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pydantic
@@ -9,6 +10,7 @@ import pytest
 
 import config
 import config_options
+from workload import guc
 
 GIB = 1024**3
 MIB = 1024**2
@@ -539,3 +541,119 @@ def test_backup_options() -> None:
         config.load_config({"backup-retention-full": 0})
     with pytest.raises(config.InvalidConfigError, match="backup-retention-type"):
         config.load_config({"backup-retention-type": "weeks"})
+
+
+# --- values PostgreSQL's parsers and the image decide -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        # pydantic's pattern engine let `\s` match these; PostgreSQL's parser does not skip them.
+        ("request-date-style", "ISO,\nMDY"),
+        ("request-date-style", "ISO,\u00a0MDY"),
+        ("request-date-style", "ISO,\u3000MDY"),
+        ("request-date-style", "ISO, SQL"),
+        ("request-time-zone", "UTC\n"),
+        ("request-time-zone", "Europe/Paris\u00a0"),
+        ("request-time-zone", "XXX3YYY;M3.2.0,M11.1.0"),
+        ("response-lc-time", "C.UTF-8\n"),
+        ("response-lc-time", "C.ÜTF-8"),
+        ("instance-default-text-search-config", "english\n"),
+        ("storage-default-table-access-method", "heap\n"),
+        ("durability-min-wal-size", 31),
+        ("durability-max-wal-size", 2),
+    ],
+)
+def test_values_postgresql_would_refuse_are_refused_by_name(option: str, value: str) -> None:
+    with pytest.raises(config.InvalidConfigError) as caught:
+        config.load_config({option: value})
+
+    assert caught.value.options == (option,)
+
+
+def test_connections_and_workers_may_not_exceed_postgresqls_backends() -> None:
+    at_limit = {
+        "connection-max-connections": 262_000,
+        "vacuum-autovacuum-max-workers": 100,
+        "cpu-max-worker-processes": 26,
+    }
+    assert config.load_config(at_limit).parameter_options() == at_limit
+
+    with pytest.raises(config.InvalidConfigError) as caught:
+        config.load_config({**at_limit, "cpu-max-worker-processes": 27})
+
+    assert caught.value.options == tuple(at_limit)
+    assert (
+        str(caught.value) == "invalid config: connections and workers exceed PostgreSQL's 262143"
+    )
+
+
+FACTS = guc.ImageFacts(
+    time_zones=frozenset({"UTC", "Europe/Paris"}),
+    locales=frozenset({"C", "POSIX", "C.utf8"}),
+    stack_limit_kb=8192,
+    major=16,
+    text_search_configs=frozenset({"pg_catalog.english"}),
+    table_access_methods=frozenset({"heap"}),
+)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("request-time-zone", "Europe/Nowhere", "no such time zone in the image"),
+        ("response-lc-messages", "fr_FR.UTF-8", "no such locale in the image"),
+        ("response-lc-numeric", "en_US.UTF-8", "no such locale in the image"),
+        ("memory-max-stack-depth", 7681, "exceeds the container's stack limit less 512kB"),
+        (
+            "instance-default-text-search-config",
+            "klingon",
+            "no such text search configuration",
+        ),
+        ("storage-default-table-access-method", "columnar", "no such table access method"),
+    ],
+)
+def test_what_the_image_lacks_is_refused_by_name(option: str, value: str | int, why: str) -> None:
+    loaded = config.load_config({option: value})  # the shape is right
+
+    with pytest.raises(config.InvalidConfigError) as caught:
+        config.check_image(loaded, FACTS)
+
+    assert caught.value.options == (option,)
+    assert str(caught.value) == f"invalid config: {option}: {why}"
+
+
+def test_what_the_image_has_passes() -> None:
+    loaded = config.load_config(
+        {
+            "request-time-zone": "europe/paris",
+            "response-lc-messages": "C.UTF-8",
+            "response-lc-time": "POSIX",
+            "memory-max-stack-depth": 7680,
+            "instance-default-text-search-config": "English",
+            "storage-default-table-access-method": "heap",
+            "optimizer-enable-presorted-aggregate": True,
+        }
+    )
+    config.check_image(loaded, FACTS)
+
+
+def test_catalog_names_are_not_checked_until_the_catalog_is_known() -> None:
+    loaded = config.load_config({"storage-default-table-access-method": "columnar"})
+    config.check_image(loaded, dataclasses.replace(FACTS, table_access_methods=None))
+
+
+def test_options_of_a_newer_major_and_several_faults_are_all_named() -> None:
+    loaded = config.load_config(
+        {"optimizer-enable-presorted-aggregate": True, "request-time-zone": "Mars/Olympus"}
+    )
+
+    with pytest.raises(config.InvalidConfigError) as caught:
+        config.check_image(loaded, dataclasses.replace(FACTS, major=15))
+
+    assert set(caught.value.options) == {
+        "optimizer-enable-presorted-aggregate",
+        "request-time-zone",
+    }
+    assert str(caught.value).startswith("invalid config: ")

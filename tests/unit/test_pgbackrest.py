@@ -6,6 +6,7 @@ import configparser
 import dataclasses
 import datetime
 import json
+import random
 from typing import Any
 
 import pytest
@@ -134,6 +135,271 @@ def test_bare_host_and_ip_endpoints_are_https():
 
 def test_ca_chain_as_one_pem_string():
     assert pb.s3_settings(relation_data(**{"tls-ca-chain": CA})).ca_chain == CA
+
+
+# Every field of the s3 interface as it may arrive: the library JSON-decodes each value, so a
+# provider can send real line breaks, NULs and non-string types.
+S3_FIELDS = (
+    "bucket",
+    "endpoint",
+    "region",
+    "path",
+    "s3-uri-style",
+    "access-key",
+    "secret-key",
+    "tls-ca-chain",
+)
+HOSTILE_CHARACTERS = {
+    "trailing LF": ("", "\n"),
+    "trailing CRLF": ("", "\r\n"),
+    "leading LF": ("\n", ""),
+    "CR": ("", "\rx"),
+    "NUL": ("", "\x00"),
+    "ESC": ("", "\x1b[0m"),
+    "DEL": ("", "\x7f"),
+    "NEL": ("", "\x85"),
+    "LINE SEPARATOR": ("", "\u2028"),
+    "NO-BREAK SPACE": ("", "\u00a0"),
+    "injected option": ("", "\nrepo1-type=posix"),
+}
+
+
+def _with_hostile(field: str, before: str, after: str) -> Any:
+    value = relation_data()[field]
+    if field == "tls-ca-chain":
+        return [before + CA + after]
+    return before + value + after
+
+
+# Line breaks around PEM blocks are part of PEM: the CA chain is the one field they may end.
+PEM_WHITESPACE = ("trailing LF", "trailing CRLF", "leading LF")
+
+
+@pytest.mark.parametrize(
+    ("field", "case"),
+    [
+        (field, case)
+        for field in S3_FIELDS
+        for case in HOSTILE_CHARACTERS
+        if not (field == "tls-ca-chain" and case in PEM_WHITESPACE)
+    ],
+)
+def test_line_breaks_and_control_characters_are_refused_in_every_field(field: str, case: str):
+    hostile = _with_hostile(field, *HOSTILE_CHARACTERS[case])
+    with pytest.raises(pb.InvalidS3SettingsError) as refused:
+        pb.s3_settings(relation_data(**{field: hostile}))
+    assert refused.value.setting == field
+    assert SECRET not in str(refused.value) and ACCESS not in str(refused.value)
+
+
+@pytest.mark.parametrize("case", PEM_WHITESPACE)
+def test_line_breaks_around_a_pem_chain_are_pem(case: str):
+    _read_back("tls-ca-chain", _with_hostile("tls-ca-chain", *HOSTILE_CHARACTERS[case]))
+
+
+@pytest.mark.parametrize("field", S3_FIELDS)
+@pytest.mark.parametrize("value", [True, 1.5, 1e3, {"a": "b"}, [["nested"]], [1]])
+def test_values_json_decoding_turned_into_other_types_are_refused(field: str, value: Any):
+    if field != "tls-ca-chain" and isinstance(value, list):
+        value = ["backups"]
+    with pytest.raises(pb.InvalidS3SettingsError) as refused:
+        pb.s3_settings(relation_data(**{field: value}))
+    assert refused.value.setting == field
+
+
+def test_integers_keep_the_providers_digits():
+    # JSON decodes only a plain decimal string to an integer: its digits are what was sent.
+    s3 = pb.s3_settings(relation_data(bucket=123, path=2024, **{"secret-key": 12345678}))
+    conf = parse_ini(pb.render_config("pg", s3, pb.PgInstance()))["global"]
+    assert (conf["repo1-s3-bucket"], conf["repo1-path"]) == ("123", "/2024")
+    assert conf["repo1-s3-key-secret"] == "12345678"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "why"),
+    [
+        ("https://user:secret@s3.example.com", "credentials"),
+        ("https://user@s3.example.com:9000", "credentials"),
+        ("https://:pw@s3.example.com", "credentials"),
+        ("https://s3.example.com:0", "port"),
+        ("https://s3.example.com:65536", "port"),
+        ("https://s3.example.com:99999", "port"),
+        ("https://s3.example.com:", "port"),
+        ("https://s3.example.com:+443", "port"),
+        ("https://s3.example.com: 443", "spaces"),
+        ("https://s3.example.com:0443x", "port"),
+        ("https://s3.example.com:443:443", "expected"),
+        ("http://s3.example.com", "https:// only"),
+        ("HTTP://s3.example.com", "https:// only"),
+        ("ftp://s3.example.com", "not ftp"),
+        ("s3://backups", "not s3"),
+        ("file:///etc/passwd", "not file"),
+        ("https://s3.example.com/prefix", "path"),
+        ("https://s3.example.com/?x=1", "path"),
+        ("https://s3.example.com?x=1", "path"),
+        ("https://s3.example.com#fragment", "path"),
+        ("//s3.example.com", "path"),
+        ("https://", "host"),
+        ("https://:9000", "host"),
+        ("https://bad_host", "host"),
+        ("https://-s3.example.com", "host"),
+        ("https://s3-.example.com", "host"),
+        ("https://s3..example.com", "host"),
+        ("https://s3.example.com.", "host"),
+        ("https://" + "a" * 64 + ".com", "host"),
+        ("https://" + ".".join(["a" * 63] * 4) + ".com", "host"),
+        ("https://exämple.com", "ASCII"),
+        ("https://s3%2eexample.com", "host"),
+        ("https://1.2.3.999", "host"),
+        ("https://010.1.1.1", "host"),
+        ("https://1.2.3", "host"),
+        ("https://[::1", "expected"),
+        ("https://::1", "expected"),
+        ("https://[::1]x", "expected"),
+        ("https://[not-an-address]", "host"),
+        ("https://[fe80::1%eth0]", "host"),
+        ("https://[1.2.3.4]", "host"),
+        ("https:/s3.example.com", "path"),
+        ("https://s3.example.com\\@evil.com", "credentials"),
+        (" https://s3.example.com", "spaces"),
+        ("https://s3.example .com", "spaces"),
+    ],
+)
+def test_endpoints_are_refused_not_rewritten(endpoint: str, why: str):
+    with pytest.raises(pb.InvalidS3SettingsError) as refused:
+        pb.s3_settings(relation_data(endpoint=endpoint))
+    assert refused.value.setting == "endpoint"
+    assert why in refused.value.message
+    assert "secret" not in str(refused.value)  # the password in a URL is never repeated
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "host", "port"),
+    [
+        ("HTTPS://S3.Example.COM", "S3.Example.COM", 443),
+        ("https://s3.example.com/", "s3.example.com", 443),
+        ("s3.example.com:9000", "s3.example.com", 9000),
+        ("https://10.1.2.3:1", "10.1.2.3", 1),
+        ("https://10.1.2.3:65535", "10.1.2.3", 65535),
+        ("https://[::1]:9000", "::1", 9000),
+        ("https://[2001:db8::7]", "2001:db8::7", 443),
+        ("https://localhost", "localhost", 443),
+        ("https://xn--exmple-cua.com", "xn--exmple-cua.com", 443),
+        ("https://" + ".".join(["a" * 63] * 3) + ".com", ".".join(["a" * 63] * 3) + ".com", 443),
+        ("https://s3.example.com:00443", "s3.example.com", 443),
+    ],
+)
+def test_endpoints_pgbackrest_is_given_as_host_and_port(endpoint: str, host: str, port: int):
+    s3 = pb.s3_settings(relation_data(endpoint=endpoint))
+    conf = parse_ini(pb.render_config("pg", s3, pb.PgInstance()))["global"]
+    assert (conf["repo1-s3-endpoint"], conf["repo1-storage-port"]) == (host, str(port))
+
+
+@pytest.mark.parametrize(
+    ("changes", "setting"),
+    [
+        ({"bucket": "my.backups"}, "bucket"),
+        ({"bucket": "a" * 64}, "bucket"),
+        ({"bucket": "backups-"}, "bucket"),
+        ({"path": "/a/./b"}, "path"),
+        ({"path": "/a//b"}, "path"),
+        ({"path": ".."}, "path"),
+        ({"path": "/é"}, "path"),
+        ({"region": "eu-west-1 "}, "region"),
+        ({"region": "a" * 65}, "region"),
+        ({"s3-uri-style": "Path"}, "s3-uri-style"),
+        ({"s3-uri-style": " path"}, "s3-uri-style"),
+        ({"access-key": " AKIA"}, "access-key"),
+        ({"secret-key": "\t"}, "secret-key"),
+        ({"tls-ca-chain": [CA, "junk"]}, "tls-ca-chain"),
+        ({"tls-ca-chain": "junk\n" + CA}, "tls-ca-chain"),
+        ({"tls-ca-chain": CA.replace("CERTIFICATE", "PRIVATE KEY")}, "tls-ca-chain"),
+        ({"tls-ca-chain": "  "}, "tls-ca-chain"),
+    ],
+)
+def test_values_pgbackrest_would_refuse_or_misread_name_the_field(
+    changes: dict[str, Any], setting: str
+):
+    with pytest.raises(pb.InvalidS3SettingsError) as refused:
+        pb.s3_settings(relation_data(**changes))
+    assert refused.value.setting == setting
+
+
+# Accepted values as awkward as each field allows: every one must render and read back intact.
+PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+AWKWARD_VALUES: dict[str, list[Any]] = {
+    "bucket": ["abc", "a" * 63, "0-9", "123"],
+    "region": ["x", "a" * 64, "-", "us-east-1"],
+    "path": [
+        "/",
+        "",
+        "a",
+        "/" + PUNCTUATION.replace("/", "").replace(".", ""),
+        "#a/;b/=c/",
+        "/a/",
+    ],
+    "s3-uri-style": ["path", "host"],
+    "access-key": ["=", "#", ";", "[global]", PUNCTUATION, "a=b=c", "\\", "'\"'"],
+    "secret-key": [PUNCTUATION, "=leading", "trailing=", "#comment", ";semi", "%(x)s", "${X}"],
+    "tls-ca-chain": [[CA], [CA, CA], CA, CA.replace("\n", "\r\n"), f"\n\n{CA}\n\n{CA}"],
+}
+INI_KEYS = {
+    "bucket": "repo1-s3-bucket",
+    "region": "repo1-s3-region",
+    "s3-uri-style": "repo1-s3-uri-style",
+    "access-key": "repo1-s3-key",
+    "secret-key": "repo1-s3-key-secret",
+}
+
+
+def _read_back(field: str, value: Any) -> None:
+    s3 = pb.s3_settings(relation_data(**{field: value}))
+    text = pb.render_config("pg", s3, pb.PgInstance())  # must not raise
+    conf = parse_ini(text)["global"]
+    assert len(conf) == len(parse_ini(pb.render_config("pg", SETTINGS, pb.PgInstance()))["global"])
+    if field in INI_KEYS:
+        assert conf[INI_KEYS[field]] == str(value)
+    elif field == "path":
+        inner = str(value).strip("/")
+        assert conf["repo1-path"] == ("/" + inner if inner else "/")
+    elif field == "tls-ca-chain":
+        assert x509.load_pem_x509_certificates(str(s3.ca_chain).encode())
+
+
+SETTINGS = pb.s3_settings(relation_data())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [(f, v) for f, values in AWKWARD_VALUES.items() for v in values]
+)
+def test_every_accepted_value_renders_and_reads_back_intact(field: str, value: Any):
+    _read_back(field, value)
+
+
+def test_fuzzed_values_are_refused_naming_the_field_or_render_intact():
+    # Seeded, so a failure reproduces: each field's valid value with characters inserted that
+    # include line breaks, NULs, Unicode spaces and everything INI files treat specially.
+    rng = random.Random(10)
+    alphabet = PUNCTUATION + "\n\r\t\x00\x0b\x0c\x1b\x7f\x85\xa0\u2028\u3000é aZ09-."
+    base = relation_data()
+    outcomes = {"accepted": 0, "refused": 0}
+    for field in S3_FIELDS:
+        for _ in range(300):
+            original = CA if field == "tls-ca-chain" else str(base[field])
+            chars = list(original)
+            for _ in range(rng.randint(1, 3)):
+                chars.insert(rng.randint(0, len(chars)), rng.choice(alphabet))
+            value = "".join(chars)
+            try:
+                pb.s3_settings(relation_data(**{field: value}))
+            except pb.InvalidS3SettingsError as refused:
+                assert refused.setting == field
+                outcomes["refused"] += 1
+                continue
+            _read_back(field, value)
+            outcomes["accepted"] += 1
+    print(outcomes)
+    assert outcomes["accepted"] > 100 and outcomes["refused"] > 1000, outcomes
 
 
 # --- configuration ------------------------------------------------------------------------------
