@@ -78,30 +78,33 @@ def ensure(
     return digest
 
 
-def stale_users(
-    existing: Collection[str], relation_ids: Collection[int], keep: Collection[str]
-) -> list[str]:
-    """Client users the charm made for relations that are gone."""
-    stale: list[str] = []
-    for user in existing:
-        relation_id = client_policy.relation_of_user(user)
-        if relation_id is not None and relation_id not in relation_ids and user not in keep:
-            stale.append(user)
-    return stale
+def stale_users(existing: Collection[str], keep: Collection[str]) -> list[str]:
+    """Client users the charm made that no served request needs any more.
+
+    Their relation is gone, or its request was refused (what is no longer allowed loses its
+    access at once), or it changed into another one.
+    """
+    return [u for u in existing if client_policy.relation_of_user(u) is not None and u not in keep]
 
 
 def drop_gone(
     db: pglib.PostgreSQL, s: Snapshot, keep: Collection[str], existing: Collection[str]
 ) -> None:
-    """Drop the users of relations that are gone; their objects go to the database's owner."""
+    """Drop the users no request needs; their objects go to the database's owner.
+
+    Users of relations whose databag cannot be read now are kept: nothing says what they want.
+    """
     databases = {user: db_name for db_name, user in s.peer_data.client_rules}
-    for user in sorted(stale_users(existing, s.clients.relation_ids, keep)):
+    unreadable = {p.relation_id for p in s.clients.problems}
+    for user in sorted(stale_users(existing, keep)):
+        if client_policy.relation_of_user(user) in unreadable:
+            continue
         heir = (
             client_policy.owner_role(databases[user])
             if user in databases
             else layout.SystemUser.OPERATOR.value
         )
-        logger.info("relation gone: dropping %s (its objects go to %s)", user, heir)
+        logger.info("no longer served: dropping %s (its objects go to %s)", user, heir)
         try:
             db.drop_user(user, reassign_owned_to=heir)
         except pglib.PostgreSQLError as e:

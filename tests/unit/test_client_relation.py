@@ -291,6 +291,8 @@ def test_a_privilege_taken_back_is_revoked_and_the_sessions_end(
     assert database.sessions_ended == [user]
     assert peer_app_data(out).client_elevated == []
     assert out.app_status.name == "blocked"
+    # Refused now: its user goes too (its objects to the database's owner).
+    assert (user, "mydb_owner") in database.dropped
     # Once taken back, nothing more happens on the next hooks.
     ctx.run(ctx.on.update_status(), out)
     assert database.sessions_ended == [user]
@@ -312,7 +314,13 @@ def test_a_database_of_another_application_is_refused_naming_both(
     )
     shared = {"shared-databases": "orders:shop+evil"}
     out = serve(ctx, dataclasses.replace(out, config=shared))
-    assert v1_response(out, evil)["resource"] == "orders"
+    evil_user = v1_response(out, evil)["username"]
+    assert database.attributes[evil_user]["in_roles"] == ("orders_owner",)
+    # Sharing taken back: the other application's user goes, the owner's stays.
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(out, config={}))
+    assert (evil_user, "orders_owner") in database.dropped
+    assert client_users(database) == {owner_user}
+    assert ("orders", evil_user) not in peer_app_data(out).client_rules
 
 
 def test_an_owner_role_someone_else_made_is_not_adopted(
