@@ -14,7 +14,7 @@ import tenacity
 SYNC_ROLES = frozenset({"sync_standby", "quorum_standby"})
 LEADER_ROLES = frozenset({"leader", "standby_leader"})
 # Read timeout of the operations Patroni answers only once they are over: /restart waits for
-# PostgreSQL to accept connections again, /switchover and /failover poll the new leader for up to
+# PostgreSQL to accept connections again, /switchover polls the new leader for up to
 # 2 * max(10, loop_wait) seconds. Measured: a replica restart ~1.5-10 s, a switchover ~2-3 s.
 OPERATION_TIMEOUT = 60.0
 
@@ -184,14 +184,6 @@ class PatroniClient:
         data = self._request("GET", "/cluster").json()
         return ClusterStatus(tuple(Member.from_json(m) for m in data.get("members", [])))
 
-    def member_status(self) -> dict[str, Any]:
-        """GET /patroni: this member's own view (state, role, timeline, pending_restart...)."""
-        return self._request("GET", "/patroni").json()
-
-    def is_primary(self) -> bool:
-        """GET /primary: 200 only on the member holding the leader lock with PostgreSQL running."""
-        return self._request("GET", "/primary", ok=(200, 503)).status_code == 200
-
     def get_config(self) -> dict[str, Any]:
         """GET /config: the dynamic (DCS) configuration."""
         return self._request("GET", "/config").json()
@@ -200,15 +192,11 @@ class PatroniClient:
         """PATCH /config: merge a patch into the dynamic configuration (null deletes a key)."""
         return self._request("PATCH", "/config", patch).json()
 
-    def reload(self) -> None:
-        """POST /reload: re-read patroni.yml (202 once scheduled)."""
-        self._request("POST", "/reload", ok=(200, 202))
-
     def restart(self, pending_only: bool = True) -> bool:
         """POST /restart on this member; with pending_only, only if a restart is pending.
 
         Returns whether PostgreSQL was restarted (Patroni answers 503 when there was nothing to
-        restart or the restart failed; the caller reads /patroni to tell which).
+        restart or the restart failed; /cluster tells which).
         """
         body = {"restart_pending": True} if pending_only else {}
         response = self._request(
@@ -228,16 +216,6 @@ class PatroniClient:
             {"leader": leader, "candidate": candidate},
             read_timeout=OPERATION_TIMEOUT,
         )
-
-    def failover(self, candidate: str) -> None:
-        """POST /failover: promote `candidate` even without a healthy leader."""
-        self._request(
-            "POST", "/failover", {"candidate": candidate}, read_timeout=OPERATION_TIMEOUT
-        )
-
-    def reinitialize(self) -> None:
-        """POST /reinitialize: wipe this replica and clone it again from the leader."""
-        self._request("POST", "/reinitialize", {"force": True})
 
     def wait_for(
         self,

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 import yaml
 from ops import testing
 
 from actions import passwords
-from tests.unit.conftest import APP, FakeDatabase, FakePatroni, container, peers
-from tests.unit.test_charm import deployed, healthy_cluster
+from tests.unit.builders import (
+    APP,
+    Ctx,
+    FakeDatabase,
+    FakePatroni,
+    Mounts,
+    container,
+    deployed,
+    healthy_cluster,
+    peers,
+    run_failing,
+)
 from workload import layout
-
-Ctx = testing.Context[Any]
-Mounts = dict[str, testing.Mount]
-
-
-def run_failing(ctx: Ctx, action: str, state: testing.State, **params: Any) -> str:
-    with pytest.raises(testing.ActionFailed) as failed:
-        ctx.run(ctx.on.action(action, params=params), state)
-    return failed.value.message
-
 
 # -- get-password ------------------------------------------------------------------------------
 

@@ -14,28 +14,30 @@ from ops import testing
 
 from actions import backups as backup_actions
 from components import restore
-from tests.unit.conftest import (
+from tests.unit.builders import (
     APP,
     INFO_PROBE,
     PGBACKREST,
     PROBE,
+    UTC,
+    WORKLOAD_EXECS,
+    Ctx,
     FakePatroni,
+    Mounts,
     backup_state,
+    configured,
+    during,
+    exec_timing_out_for_pgbackrest,
+    healthy_cluster,
     info_json,
     peer_app_data,
     peer_unit_data,
+    restore_data,
+    run_failing,
 )
-from tests.unit.test_actions import run_failing
-from tests.unit.test_backups import exec_timing_out_for_pgbackrest
-from tests.unit.test_charm import healthy_cluster
-from tests.unit.test_restore import WORKLOAD_EXECS, configured, during, restore_data
 from workload import layout, pgbackrest, scheduler
 
 pytestmark = pytest.mark.filterwarnings("ignore:JujuVersion.from_environ:DeprecationWarning")
-
-Ctx = testing.Context[Any]
-Mounts = dict[str, testing.Mount]
-UTC = datetime.timezone.utc
 
 NOW = datetime.datetime.now(UTC).replace(microsecond=0)
 FIRST_STOP = NOW - datetime.timedelta(days=2)

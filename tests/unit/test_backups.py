@@ -23,14 +23,19 @@ from components import restore as restore_component
 from peers import PeerAppData, RestoreState
 from relations.s3 import S3State
 from state import Snapshot
-from tests.unit.conftest import (
+from tests.unit.builders import (
     APP,
     PGBACKREST,
     PROBE,
     S3_CA,
+    UTC,
+    Ctx,
     FakeDatabase,
     FakePatroni,
+    Mounts,
     backup_state,
+    exec_timing_out_for_pgbackrest,
+    healthy_cluster,
     peer_app_data,
     peer_unit_data,
     s3_relation,
@@ -39,15 +44,10 @@ from tests.unit.conftest import (
     tls_parts,
     tls_secret,
 )
-from tests.unit.test_charm import healthy_cluster
 from workload import internal_tls, layout, pgbackrest, scheduler
 
 # object-storage-charmlib reads the Juju version with a deprecated call; warnings are errors here.
 pytestmark = pytest.mark.filterwarnings("ignore:JujuVersion.from_environ:DeprecationWarning")
-
-Ctx = testing.Context[Any]
-Mounts = dict[str, testing.Mount]
-UTC = datetime.timezone.utc
 
 # pgBackRest 2.45's answer to stanza-create's first request (a HEAD) with a wrong key pair.
 HTTP_403 = (
@@ -546,37 +546,6 @@ def test_a_stanza_create_that_never_finishes_blocks_and_archiving_stays_off(
     assert (peer_app_data(out).backup_stanza, peer_app_data(out).backup_error) == ("", message)
     assert out.app_status == ops.BlockedStatus(message)
     assert dcs_archive_command(patroni) == "/bin/true"
-
-
-def exec_timing_out_for_pgbackrest(
-    err: str = "cannot perform the following tasks:\n- exec (timed out after 2m0s)",
-) -> Any:
-    """Container.exec where pgBackRest's commands fail as a Pebble change (by default: they run
-    into Pebble's exec timeout), ops.pebble.ChangeError from wait_output; anything else runs as
-    ops.testing does."""
-    original = ops.Container.exec
-    change = ops.pebble.Change.from_dict(
-        {
-            "id": "7",
-            "kind": "exec",
-            "summary": "Execute command",
-            "status": "Error",
-            "ready": True,
-            "err": err,
-            "spawn-time": "2026-11-26T03:00:00Z",
-        }
-    )
-
-    class TimedOut:
-        def wait_output(self) -> tuple[str, str]:
-            raise ops.pebble.ChangeError(change.err or "", change)
-
-    def exec_(self: ops.Container, command: list[str], **kwargs: Any) -> Any:
-        if command[0] == "pgbackrest":
-            return TimedOut()
-        return original(self, command, **kwargs)
-
-    return exec_
 
 
 # -- the stanza waits for every member's pgBackRest server -------------------------------------

@@ -8,48 +8,24 @@ from typing import Any
 
 import ops
 import pytest
-import yaml
 from ops import testing
 
 import charm
 from components import system_users
-from tests.unit.conftest import (
+from tests.unit.builders import (
     APP,
+    Ctx,
     FakeDatabase,
     FakeKubernetes,
     FakePatroni,
     container,
+    deployed,
+    healthy_cluster,
+    patroni_yml,
     peers,
     system_secret,
 )
 from workload import layout
-
-Ctx = testing.Context[Any]
-
-
-def healthy_cluster(patroni: FakePatroni, leader: int = 0, sync: int = 1, units: int = 3) -> None:
-    for i in range(units):
-        role = "leader" if i == leader else "sync_standby" if i == sync else "replica"
-        patroni.add_member(f"{APP}-{i}", role)
-
-
-def deployed(
-    image: dict[str, testing.Mount], leader: bool = True, units: int = 3, **kwargs: Any
-) -> testing.State:
-    secret = system_secret()
-    return testing.State(
-        leader=leader,
-        containers=[container(image)],
-        relations=[peers(secret, units=units)],
-        secrets=[secret],
-        planned_units=units,
-        **kwargs,
-    )
-
-
-def patroni_yml(ctx: Ctx, out: testing.State) -> dict[str, Any]:
-    fs = out.get_container(layout.CONTAINER).get_filesystem(ctx)
-    return yaml.safe_load((fs / layout.PATRONI_CONF.lstrip("/")).read_text())
 
 
 def conf_path(ctx: Ctx, out: testing.State, path: str) -> Any:

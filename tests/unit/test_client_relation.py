@@ -15,18 +15,18 @@ from ops import testing
 import charm
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import client_policy, clients
-from tests.unit.conftest import (
+from tests.unit.builders import (
     APP,
+    Ctx,
     FakeDatabase,
     FakePatroni,
     container,
+    healthy_cluster,
+    patroni_yml,
     peer_app_data,
     peers,
     system_secret,
 )
-from tests.unit.test_charm import healthy_cluster, patroni_yml
-
-Ctx = testing.Context[Any]
 
 MODEL = "prod"
 PRIMARY = f"{APP}-primary.{MODEL}.svc.cluster.local:5432"

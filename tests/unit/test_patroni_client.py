@@ -1,9 +1,9 @@
-"""The Patroni REST client against an in-process HTTP server that answers as Patroni 4 does."""
+"""The Patroni REST client over real HTTP, against the FakePatroni the charm's tests use."""
 
 from __future__ import annotations
 
 import base64
-import copy
+import binascii
 import dataclasses
 import http.server
 import json
@@ -15,7 +15,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import requests
 
+from tests.unit.builders import APP, FakePatroni, healthy_cluster
 from workload import patroni_client
 from workload.patroni_client import (
     ClusterStatus,
@@ -29,43 +31,13 @@ from workload.patroni_client import (
 
 USER, PASSWORD = "patroni", "rest-api-secret-1234"
 AUTH_HEADER = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-SCOPE = "postgresql-k8s"
-
-
-def member_json(index: int, role: str, state: str, **extra: Any) -> dict[str, Any]:
-    """One entry of /cluster's `members`, with the fields Patroni 4 reports."""
-    host = f"10.1.0.{10 + index}"
-    entry: dict[str, Any] = {
-        "name": f"{SCOPE}-{index}",
-        "role": role,
-        "state": state,
-        "api_url": f"http://{host}:8008/patroni",
-        "host": host,
-        "port": 5432,
-        "timeline": 4,
-    }
-    if role != "leader":
-        entry |= {
-            "receive_lag": 0,
-            "receive_lsn": "0/5000148",
-            "replay_lag": 0,
-            "replay_lsn": "0/5000148",
-            "lag": 0,
-            "lsn": "0/5000148",
-        }
-    return entry | extra
-
-
-def healthy_members() -> list[dict[str, Any]]:
-    return [
-        member_json(0, "leader", "running"),
-        member_json(1, "sync_standby", "streaming"),
-        member_json(2, "replica", "streaming", lag=2048, pending_restart=True),
-    ]
+LEADER, SYNC, REPLICA = f"{APP}-0", f"{APP}-1", f"{APP}-2"
 
 
 @dataclasses.dataclass
 class Request:
+    """A request as it reached the server: what the client put on the wire."""
+
     method: str
     path: str
     authorization: str | None
@@ -74,70 +46,14 @@ class Request:
 
 
 @dataclasses.dataclass
-class FakePatroni:
-    """What the emulated Patroni answers; tests change it between calls."""
+class Server:
+    """`fake` answering over HTTP at `url` as the REST API of the member at `member_url`."""
 
-    members: list[dict[str, Any]] = dataclasses.field(default_factory=healthy_members)
-    config: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {
-            "ttl": 30,
-            "loop_wait": 10,
-            "synchronous_mode": True,
-            "postgresql": {"parameters": {"max_connections": "100", "work_mem": "4MB"}},
-        }
-    )
-    switchover: tuple[int, str] = (200, 'Successfully switched over to "postgresql-k8s-1"')
-    restart: tuple[int, str] = (200, "restarted successfully")
-    primary: int = 200
-    # (method, path) -> list of (status, body) answered first, before the normal answer.
-    queued: dict[tuple[str, str], list[tuple[int, Any]]] = dataclasses.field(default_factory=dict)
+    fake: FakePatroni
+    member_url: str
+    url: str = ""
     requests: list[Request] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    url: str = ""
-
-    def answer(self, request: Request) -> tuple[int, Any]:
-        with self.lock:
-            self.requests.append(request)
-            queued = self.queued.get((request.method, request.path))
-            if queued:
-                return queued.pop(0)
-            # Patroni requires authentication for every request that changes state.
-            if request.method != "GET" and request.authorization != AUTH_HEADER:
-                return 401, "no auth header received"
-            return self._route(request)
-
-    def _route(self, request: Request) -> tuple[int, Any]:  # noqa: C901
-        match request.method, request.path:
-            case "GET", "/cluster":
-                return 200, {"members": copy.deepcopy(self.members), "scope": SCOPE}
-            case "GET", "/patroni":
-                return 200, {
-                    "state": "running",
-                    "role": "primary",
-                    "timeline": 4,
-                    "patroni": {"version": "4.0.4", "scope": SCOPE, "name": f"{SCOPE}-0"},
-                }
-            case "GET", "/primary":
-                return self.primary, {
-                    "state": "running",
-                    "role": "primary" if self.primary == 200 else "replica",
-                }
-            case "GET", "/config":
-                return 200, copy.deepcopy(self.config)
-            case "PATCH", "/config":
-                merge(self.config, request.body)
-                return 200, copy.deepcopy(self.config)
-            case "POST", "/switchover":
-                return self.switchover
-            case "POST", "/restart":
-                return self.restart
-            case "POST", "/reload":
-                return 202, "reload scheduled"
-            case "POST", "/failover":
-                return 200, f'Successfully failed over to "{request.body["candidate"]}"'
-            case "POST", "/reinitialize":
-                return 200, "reinitialize started"
-        return 404, "not found"
 
     def received(self, method: str | None = None, path: str | None = None) -> list[Request]:
         return [
@@ -147,18 +63,18 @@ class FakePatroni:
         ]
 
 
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    """Patroni's PATCH /config semantics: deep merge, null deletes."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            merge(target[key], value)
-        else:
-            target[key] = value
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The (user, password) of an HTTP Basic Authorization header, if it is one."""
+    if not header or not header.startswith("Basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header.removeprefix("Basic ")).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
 
 
-def handler_for(fake: FakePatroni) -> type[http.server.BaseHTTPRequestHandler]:
+def handler_for(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -170,16 +86,24 @@ def handler_for(fake: FakePatroni) -> type[http.server.BaseHTTPRequestHandler]:
                 content_type=self.headers.get("Content-Type"),
                 body=json.loads(raw) if raw else None,
             )
-            status, body = fake.answer(request)
-            if isinstance(body, str):
-                payload, kind = body.encode(), "text/plain"
-            else:
-                payload, kind = json.dumps(body).encode(), "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(payload)))
+            with server.lock:
+                server.requests.append(request)
+                try:
+                    response = server.fake.respond(
+                        request.method,
+                        server.member_url + request.path,
+                        request.body,
+                        basic_credentials(request.authorization),
+                    )
+                except requests.ConnectionError:
+                    # The API is down: the connection closes without an answer.
+                    self.close_connection = True
+                    return
+            self.send_response(response.status_code)
+            self.send_header("Content-Type", response.headers["Content-Type"])
+            self.send_header("Content-Length", str(len(response.content)))
             self.end_headers()
-            self.wfile.write(payload)
+            self.wfile.write(response.content)
 
         def do_GET(self) -> None:
             self._handle()
@@ -197,15 +121,33 @@ def handler_for(fake: FakePatroni) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def server() -> Iterator[FakePatroni]:
-    fake = FakePatroni()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
+def fake() -> FakePatroni:
+    """A healthy 3-member cluster whose API demands credentials for what changes state."""
+    api = FakePatroni(
+        credentials=(USER, PASSWORD),
+        config={
+            "ttl": 30,
+            "loop_wait": 10,
+            "synchronous_mode": True,
+            "postgresql": {"parameters": {"max_connections": "100", "work_mem": "4MB"}},
+        },
+    )
+    healthy_cluster(api)
+    api.member(REPLICA).update(lag=2048, pending_restart=True)
+    return api
+
+
+@pytest.fixture
+def server(fake: FakePatroni) -> Iterator[Server]:
+    """The fake served over HTTP on a local port, as the leader's REST API."""
+    served = Server(fake, fake.member(LEADER)["api_url"].removesuffix("/patroni"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(served))
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
     thread.start()
-    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    served.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     try:
-        yield fake
+        yield served
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -213,7 +155,7 @@ def server() -> Iterator[FakePatroni]:
 
 
 @pytest.fixture
-def client(server: FakePatroni) -> Iterator[PatroniClient]:
+def client(server: Server) -> Iterator[PatroniClient]:
     c = PatroniClient(server.url, auth=(USER, PASSWORD), timeout=2.0)
     yield c
     c._session.close()
@@ -245,21 +187,21 @@ def count_sends(c: PatroniClient) -> mock.MagicMock:
 # GET /cluster and the snapshot it builds
 
 
-def test_cluster_parses_patroni_4_members(client: PatroniClient, server: FakePatroni):
+def test_cluster_parses_patroni_4_members(client: PatroniClient):
     status = client.cluster()
-    assert [m.name for m in status.members] == [f"{SCOPE}-0", f"{SCOPE}-1", f"{SCOPE}-2"]
-    leader = status.member(f"{SCOPE}-0")
+    assert [m.name for m in status.members] == [LEADER, SYNC, REPLICA]
+    leader = status.member(LEADER)
     assert leader == Member(
-        name=f"{SCOPE}-0",
+        name=LEADER,
         role="leader",
         state="running",
         host="10.1.0.10",
         api_url="http://10.1.0.10:8008/patroni",
-        timeline=4,
+        timeline=1,
         lag=None,  # the leader has no lag
         pending_restart=False,
     )
-    replica = status.member(f"{SCOPE}-2")
+    replica = status.member(REPLICA)
     assert replica is not None
     assert replica.lag == 2048
     assert replica.pending_restart is True
@@ -270,52 +212,42 @@ def test_cluster_parses_patroni_4_members(client: PatroniClient, server: FakePat
 def test_cluster_status_properties(client: PatroniClient):
     status = client.cluster()
     assert status.leader is not None
-    assert status.leader.name == f"{SCOPE}-0"
-    assert [m.name for m in status.sync_standbys] == [f"{SCOPE}-1"]
+    assert status.leader.name == LEADER
+    assert [m.name for m in status.sync_standbys] == [SYNC]
     assert status.healthy
-    assert status.member("postgresql-k8s-9") is None
+    assert status.member(f"{APP}-9") is None
 
 
-def test_cluster_with_a_starting_replica_is_not_healthy(
-    client: PatroniClient, server: FakePatroni
-):
-    server.members[2]["state"] = "starting"
+def test_cluster_with_a_starting_replica_is_not_healthy(client: PatroniClient, fake: FakePatroni):
+    fake.member(REPLICA)["state"] = "starting"
     status = client.cluster()
     assert not status.healthy
     assert status.leader is not None  # the leader is still there
 
 
-def test_cluster_without_leader_is_not_healthy(client: PatroniClient, server: FakePatroni):
-    server.members = [
-        member_json(1, "replica", "streaming"),
-        member_json(2, "replica", "streaming"),
-    ]
+def test_cluster_without_leader_is_not_healthy(client: PatroniClient, fake: FakePatroni):
+    fake.members = []
+    fake.add_member(SYNC, "replica")
+    fake.add_member(REPLICA, "replica")
     status = client.cluster()
     assert status.leader is None
     assert not status.healthy
     assert status.sync_standbys == ()
 
 
-def test_cluster_without_members(client: PatroniClient, server: FakePatroni):
-    server.members = []
+def test_cluster_without_members(client: PatroniClient, fake: FakePatroni):
+    fake.members = []
     status = client.cluster()
     assert status.members == ()
     assert status.leader is None
     assert not status.healthy
 
 
-def test_cluster_sends_basic_auth(client: PatroniClient, server: FakePatroni):
+def test_cluster_sends_basic_auth(client: PatroniClient, server: Server):
     client.cluster()
     (request,) = server.received("GET", "/cluster")
     assert request.authorization == AUTH_HEADER
     assert request.body is None
-
-
-def test_member_status(client: PatroniClient, server: FakePatroni):
-    status = client.member_status()
-    assert status["role"] == "primary"
-    assert status["patroni"]["version"] == "4.0.4"
-    assert server.received("GET", "/patroni")
 
 
 # Member and ClusterStatus as pure values
@@ -392,10 +324,10 @@ def test_member_roles_and_health(role: str, state: str, leader: bool, sync: bool
     assert member.is_healthy is healthy
 
 
-def test_cluster_status_member_lookup_and_leader():
-    members = tuple(Member.from_json(m) for m in healthy_members())
+def test_cluster_status_member_lookup_and_leader(fake: FakePatroni):
+    members = tuple(Member.from_json(m) for m in fake.members)
     status = ClusterStatus(members)
-    assert status.member(f"{SCOPE}-1") is members[1]
+    assert status.member(SYNC) is members[1]
     assert status.leader is members[0]
     assert status.sync_standbys == (members[1],)
     assert status.healthy
@@ -404,13 +336,13 @@ def test_cluster_status_member_lookup_and_leader():
 # GET/PATCH /config
 
 
-def test_get_config(client: PatroniClient, server: FakePatroni):
-    assert client.get_config() == server.config
+def test_get_config(client: PatroniClient, fake: FakePatroni):
+    assert client.get_config() == fake.config
     assert client.get_config()["postgresql"]["parameters"]["max_connections"] == "100"
 
 
 def test_patch_config_sends_json_and_returns_the_merged_config(
-    client: PatroniClient, server: FakePatroni
+    client: PatroniClient, server: Server, fake: FakePatroni
 ):
     patch = {
         "synchronous_node_count": 2,
@@ -420,32 +352,34 @@ def test_patch_config_sends_json_and_returns_the_merged_config(
     assert merged["synchronous_node_count"] == 2
     assert merged["postgresql"]["parameters"] == {"max_connections": "200"}
     assert merged["ttl"] == 30
+    assert fake.config == merged  # what the next reader gets
     (request,) = server.received("PATCH", "/config")
     assert request.body == patch
     assert request.content_type == "application/json"
     assert request.authorization == AUTH_HEADER
 
 
-def test_patch_config_without_credentials_is_refused(server: FakePatroni):
+def test_patch_config_without_credentials_is_refused(server: Server, fake: FakePatroni):
     anonymous = PatroniClient(server.url)
     try:
         with pytest.raises(PatroniRequestError) as caught:
             anonymous.patch_config({"ttl": 40})
         assert caught.value.status == 401
         assert caught.value.reason == "no auth header received"
-        assert server.config["ttl"] == 30
+        assert fake.config["ttl"] == 30
         assert server.received("PATCH", "/config")[0].authorization is None
     finally:
         anonymous._session.close()
 
 
-def test_wrong_credentials_are_refused_and_not_retried(server: FakePatroni):
+def test_wrong_credentials_are_refused_and_not_retried(server: Server, fake: FakePatroni):
     wrong = PatroniClient(server.url, auth=(USER, "wrong-password"))
     try:
         with pytest.raises(PatroniRequestError) as caught:
-            wrong.switchover(f"{SCOPE}-0", f"{SCOPE}-1")
+            wrong.switchover(LEADER, SYNC)
         assert caught.value.status == 401
         assert len(server.received("POST", "/switchover")) == 1
+        assert fake.member(LEADER)["role"] == "leader"
     finally:
         wrong._session.close()
 
@@ -453,18 +387,22 @@ def test_wrong_credentials_are_refused_and_not_retried(server: FakePatroni):
 # POST /switchover
 
 
-def test_switchover_success(client: PatroniClient, server: FakePatroni):
-    client.switchover(f"{SCOPE}-0", f"{SCOPE}-1")
+def test_switchover_success(client: PatroniClient, server: Server, fake: FakePatroni):
+    client.switchover(LEADER, SYNC)
     (request,) = server.received("POST", "/switchover")
-    assert request.body == {"leader": f"{SCOPE}-0", "candidate": f"{SCOPE}-1"}
+    assert request.body == {"leader": LEADER, "candidate": SYNC}
     assert request.authorization == AUTH_HEADER
     assert request.content_type == "application/json"
+    leader = client.cluster().leader
+    assert leader is not None
+    assert (leader.name, fake.member(LEADER)["role"]) == (SYNC, "sync_standby")
 
 
-def test_switchover_refused_is_a_typed_error(client: PatroniClient, server: FakePatroni):
-    server.switchover = (412, "candidate name does not match with sync_standby")
+def test_switchover_to_a_replica_is_refused_as_a_typed_error(
+    client: PatroniClient, server: Server, fake: FakePatroni
+):
     with pytest.raises(SwitchoverRefusedError) as caught:
-        client.switchover(f"{SCOPE}-0", f"{SCOPE}-2")
+        client.switchover(LEADER, REPLICA)  # not a synchronous standby
     error = caught.value
     assert isinstance(error, PatroniRequestError)
     assert error.status == 412
@@ -473,78 +411,60 @@ def test_switchover_refused_is_a_typed_error(client: PatroniClient, server: Fake
         "POST /switchover: HTTP 412: candidate name does not match with sync_standby"
     )
     assert len(server.received("POST", "/switchover")) == 1
+    assert fake.member(LEADER)["role"] == "leader"
+
+
+def test_switchover_from_a_member_that_does_not_lead_is_refused(client: PatroniClient):
+    with pytest.raises(SwitchoverRefusedError, match="leader name does not match"):
+        client.switchover(SYNC, REPLICA)
 
 
 def test_switchover_failure_is_a_request_error_sent_once(
-    client: PatroniClient, server: FakePatroni
+    client: PatroniClient, server: Server, fake: FakePatroni
 ):
-    server.switchover = (503, "Switchover failed")
+    fake.answer_next("POST", "/switchover", (503, "Switchover failed"))
     with pytest.raises(PatroniRequestError) as caught:
-        client.switchover(f"{SCOPE}-0", f"{SCOPE}-1")
+        client.switchover(LEADER, SYNC)
     assert not isinstance(caught.value, SwitchoverRefusedError)
     assert caught.value.status == 503
     assert "Switchover failed" in str(caught.value)
     assert len(server.received("POST", "/switchover")) == 1
 
 
-def test_error_message_bounds_the_reason(client: PatroniClient, server: FakePatroni):
-    server.switchover = (503, "x" * 1000 + "\n")
+def test_error_message_bounds_the_reason(client: PatroniClient, fake: FakePatroni):
+    fake.answer_next("POST", "/switchover", (503, "x" * 1000 + "\n"))
     with pytest.raises(PatroniRequestError) as caught:
-        client.switchover(f"{SCOPE}-0", f"{SCOPE}-1")
+        client.switchover(LEADER, SYNC)
     assert str(caught.value) == "POST /switchover: HTTP 503: " + "x" * 200
     assert len(caught.value.reason) == 1001  # the full answer stays available
 
 
-def test_failover_and_reinitialize(client: PatroniClient, server: FakePatroni):
-    client.failover(f"{SCOPE}-2")
-    client.reinitialize()
-    assert server.received("POST", "/failover")[0].body == {"candidate": f"{SCOPE}-2"}
-    assert server.received("POST", "/reinitialize")[0].body == {"force": True}
+# POST /restart
 
 
-# POST /restart, /reload; GET /primary
-
-
-def test_restart_pending_only(client: PatroniClient, server: FakePatroni):
+def test_restart_pending_only(client: PatroniClient, server: Server, fake: FakePatroni):
+    fake.member(LEADER)["pending_restart"] = True
     assert client.restart() is True
     assert server.received("POST", "/restart")[0].body == {"restart_pending": True}
+    assert "pending_restart" not in fake.member(LEADER)
 
 
-def test_restart_unconditionally(client: PatroniClient, server: FakePatroni):
+def test_restart_unconditionally(client: PatroniClient, server: Server):
     assert client.restart(pending_only=False) is True
     assert server.received("POST", "/restart")[0].body == {}
 
 
-def test_restart_not_done(client: PatroniClient, server: FakePatroni):
-    server.restart = (503, "restart failed")
+def test_restart_not_done(client: PatroniClient, server: Server):
+    # Nothing pending on this member: Patroni refuses the conditional restart with a 503.
     assert client.restart() is False
     assert len(server.received("POST", "/restart")) == 1
 
 
-def test_restart_unexpected_status_raises(client: PatroniClient, server: FakePatroni):
-    server.restart = (500, "internal error")
+def test_restart_unexpected_status_raises(client: PatroniClient, fake: FakePatroni):
+    fake.answer_next("POST", "/restart", (500, "internal error"))
     with pytest.raises(PatroniRequestError) as caught:
         client.restart()
     assert caught.value.status == 500
-
-
-def test_reload_accepts_202(client: PatroniClient, server: FakePatroni):
-    assert client.reload() is None
-    (request,) = server.received("POST", "/reload")
-    assert request.authorization == AUTH_HEADER
-
-
-def test_reload_failure_raises(client: PatroniClient, server: FakePatroni):
-    server.queued[("POST", "/reload")] = [(503, "reload failed")]
-    with pytest.raises(PatroniRequestError) as caught:
-        client.reload()
-    assert caught.value.status == 503
-
-
-@pytest.mark.parametrize(("status", "expected"), [(200, True), (503, False)])
-def test_is_primary(client: PatroniClient, server: FakePatroni, status: int, expected: bool):
-    server.primary = status
-    assert client.is_primary() is expected
 
 
 def test_unknown_endpoint_is_a_request_error(client: PatroniClient):
@@ -573,7 +493,7 @@ def test_get_on_a_closed_port_retries_then_raises(closed_port: int, naps: list[f
 def test_retry_back_off_is_capped(closed_port: int, naps: list[float]):
     c = PatroniClient(f"http://127.0.0.1:{closed_port}", attempts=8)
     with pytest.raises(PatroniUnreachableError):
-        c.member_status()
+        c.cluster()
     assert naps == pytest.approx([0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0])
 
 
@@ -591,9 +511,6 @@ def test_get_attempts_are_configurable(closed_port: int, attempts: int, naps: li
     [
         (lambda c: c.switchover("a", "b"), "/switchover"),
         (lambda c: c.restart(), "/restart"),
-        (lambda c: c.reload(), "/reload"),
-        (lambda c: c.failover("b"), "/failover"),
-        (lambda c: c.reinitialize(), "/reinitialize"),
         (lambda c: c.patch_config({"ttl": 30}), "/config"),
     ],
 )
@@ -609,38 +526,20 @@ def test_writes_to_a_closed_port_are_sent_once(
     assert str(caught.value).endswith(f"{path}: ConnectionError")
 
 
-def test_retries_are_visible_on_the_wire(naps: list[float]):
-    """A listener that drops every connection sees exactly one connection per attempt."""
-    accepted: list[int] = []
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    stop = threading.Event()
-
-    def drop_connections() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            accepted.append(1)
-            conn.close()
-
-    thread = threading.Thread(target=drop_connections)
-    thread.start()
-    port = listener.getsockname()[1]
-    c = PatroniClient(f"http://127.0.0.1:{port}", attempts=3)
-    try:
-        with pytest.raises(PatroniUnreachableError):
-            c.cluster()
-        assert len(accepted) == 3
-        with pytest.raises(PatroniUnreachableError):
-            c.reload()
-        assert len(accepted) == 4
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
-        c._session.close()
+def test_retries_are_visible_on_the_wire(
+    client: PatroniClient, server: Server, fake: FakePatroni, naps: list[float]
+):
+    """An API that drops every connection unanswered sees exactly one request per attempt."""
+    fake.reachable = False
+    with pytest.raises(PatroniUnreachableError):
+        client.cluster()
+    assert len(server.received("GET", "/cluster")) == 3
+    with pytest.raises(PatroniUnreachableError):
+        client.patch_config({"ttl": 40})
+    assert len(server.received("PATCH", "/config")) == 1
+    assert fake.config["ttl"] == 30
+    fake.reachable = True
+    assert client.cluster().healthy  # back: the same client reaches it again
 
 
 def test_a_silent_server_times_out():
@@ -656,9 +555,11 @@ def test_a_silent_server_times_out():
         listener.close()
 
 
-def test_reads_recover_when_the_api_comes_back(client: PatroniClient, server: FakePatroni):
+def test_reads_recover_when_the_api_comes_back(
+    client: PatroniClient, server: Server, fake: FakePatroni
+):
     # A GET that fails at the HTTP level is not retried: only connection errors are.
-    server.queued[("GET", "/cluster")] = [(503, "busy")]
+    fake.answer_next("GET", "/cluster", (503, "busy"))
     with pytest.raises(PatroniRequestError):
         client.cluster()
     assert client.cluster().healthy
@@ -677,8 +578,9 @@ def test_for_member_strips_the_patroni_suffix(client: PatroniClient):
 
 
 def test_for_member_keeps_credentials_and_reaches_the_member(
-    client: PatroniClient, server: FakePatroni
+    client: PatroniClient, server: Server, fake: FakePatroni
 ):
+    fake.member(LEADER)["pending_restart"] = True
     other = client.for_member(server.url + "/patroni")
     try:
         assert other.base_url == server.url
@@ -686,6 +588,7 @@ def test_for_member_keeps_credentials_and_reaches_the_member(
         (request,) = server.received("POST", "/restart")
         assert request.authorization == AUTH_HEADER
         assert request.path == "/restart"
+        assert "pending_restart" not in fake.member(LEADER)
     finally:
         other._session.close()
 
@@ -715,15 +618,15 @@ def test_for_member_without_suffix_uses_the_url_as_is(client: PatroniClient):
 
 
 def test_wait_for_returns_the_first_status_that_matches(
-    client: PatroniClient, server: FakePatroni
+    client: PatroniClient, server: Server, fake: FakePatroni
 ):
-    server.members[1]["state"] = "starting"
+    fake.member(SYNC)["state"] = "starting"
     polls: list[ClusterStatus] = []
 
     def ready(status: ClusterStatus) -> bool:
         polls.append(status)
         if len(polls) == 2:
-            server.members[1]["state"] = "streaming"  # the replica catches up
+            fake.member(SYNC)["state"] = "streaming"  # the replica catches up
         return status.healthy
 
     status = client.wait_for(ready, timeout=5, interval=0.01)
@@ -732,25 +635,23 @@ def test_wait_for_returns_the_first_status_that_matches(
     assert len(server.received("GET", "/cluster")) == 3
 
 
-def test_wait_for_rides_out_errors(client: PatroniClient, server: FakePatroni):
-    server.queued[("GET", "/cluster")] = [(503, "busy"), (500, "oops")]
+def test_wait_for_rides_out_errors(client: PatroniClient, server: Server, fake: FakePatroni):
+    fake.answer_next("GET", "/cluster", (503, "busy"), (500, "oops"))
     status = client.wait_for(lambda s: s.leader is not None, timeout=5, interval=0.01)
     assert status.leader is not None
-    assert status.leader.name == f"{SCOPE}-0"
+    assert status.leader.name == LEADER
     assert len(server.received("GET", "/cluster")) == 3
 
 
-def test_wait_for_times_out(client: PatroniClient, server: FakePatroni):
+def test_wait_for_times_out(client: PatroniClient, server: Server):
     started = time.monotonic()
     with pytest.raises(PatroniError, match="did not reach the expected state") as caught:
-        client.wait_for(
-            lambda s: s.member("postgresql-k8s-9") is not None, timeout=0.2, interval=0.02
-        )
+        client.wait_for(lambda s: s.member(f"{APP}-9") is not None, timeout=0.2, interval=0.02)
     elapsed = time.monotonic() - started
     assert type(caught.value) is PatroniError
     assert 0.2 <= elapsed < 2
     assert len(server.received("GET", "/cluster")) >= 2
-    assert "postgresql-k8s-0" in str(caught.value)  # the last status seen, for the log
+    assert LEADER in str(caught.value)  # the last status seen, for the log
 
 
 def test_wait_for_times_out_when_unreachable(closed_port: int):

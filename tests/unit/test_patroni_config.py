@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+import goal
 from workload import layout, patroni, pebble
 
 PASSWORDS = {user: f"secret-{user.value}-0123456789" for user in layout.SystemUser}
-TLS = patroni.TlsPaths(ca="/tls/ca.pem", cert="/tls/cert.pem", key="/tls/key.pem")
 
 
 def settings(**overrides: Any) -> patroni.PatroniSettings:
@@ -89,11 +89,17 @@ def test_render_local_parameters():
     assert not any(key.startswith("ssl") for key in params)
 
 
-def test_render_pg_hba_is_hba_rules():
+def test_render_pg_hba_is_the_system_rules_then_the_extra_ones():
     rules = (patroni.HbaRule("app", "relation_id_4"),)
-    pg = patroni.render(settings(client_rules=rules))["postgresql"]
-    assert pg["pg_hba"] == patroni.hba_rules(rules, tls=False)
-    assert "host app relation_id_4 0.0.0.0/0 scram-sha-256" in pg["pg_hba"]
+    pg = patroni.render(settings(), extra_hba=rules)["postgresql"]
+    assert pg["pg_hba"] == patroni.render_hba([*patroni.system_hba(), *rules])
+    assert pg["pg_hba"][-2:] == [
+        "host app relation_id_4 0.0.0.0/0 scram-sha-256",
+        "host app relation_id_4 ::0/0 scram-sha-256",
+    ]
+    assert patroni.render(settings())["postgresql"]["pg_hba"] == patroni.render_hba(
+        patroni.system_hba()
+    )
 
 
 def test_render_bootstrap_and_callbacks():
@@ -114,59 +120,59 @@ def test_render_leaves_dcs_settings_to_the_environment():
     assert "ctl" not in config
 
 
-# render() with TLS
+def test_render_departing_member_is_never_a_failover_or_sync_target():
+    tags = patroni.render(settings(departing=True))["tags"]
+    assert tags["nofailover"] is True
+    assert tags["nosync"] is True
+    assert tags["noloadbalance"] is False
 
 
-def test_render_with_tls_turns_ssl_on():
-    params = patroni.render(settings(tls=TLS))["postgresql"]["parameters"]
-    assert params["ssl"] == "on"
-    assert params["ssl_ca_file"] == "/tls/ca.pem"
-    assert params["ssl_cert_file"] == "/tls/cert.pem"
-    assert params["ssl_key_file"] == "/tls/key.pem"
+# member_config(): what one member contributes; the goal adds bootstrap.dcs and pg_hba
 
 
-def test_render_with_tls_verifies_the_ca_for_every_connection():
-    auth = patroni.render(settings(tls=TLS))["postgresql"]["authentication"]
-    assert set(auth) == {"superuser", "replication", "rewind"}
-    for entry in auth.values():
-        assert entry["sslmode"] == "verify-ca"
-        assert entry["sslrootcert"] == "/tls/ca.pem"
-    assert auth["replication"]["password"] == PASSWORDS[layout.SystemUser.REPLICATION]
+def test_member_config_leaves_the_cluster_wide_part_and_pg_hba_to_others():
+    member = patroni.member_config(settings())
+    assert "dcs" not in member["bootstrap"]
+    assert "pg_hba" not in member["postgresql"]
+    # render() is exactly the member part plus those two.
+    whole = patroni.render(settings())
+    assert whole["bootstrap"]["dcs"] == patroni.dynamic_config(settings())
+    assert whole["postgresql"]["pg_hba"] == patroni.render_hba(patroni.system_hba())
+    del whole["bootstrap"]["dcs"]
+    del whole["postgresql"]["pg_hba"]
+    assert whole == member
 
 
-def test_render_with_tls_serves_the_rest_api_over_https():
-    restapi = patroni.render(settings(tls=TLS))["restapi"]
-    assert restapi["certfile"] == "/tls/cert.pem"
-    assert restapi["keyfile"] == "/tls/key.pem"
-    assert restapi["cafile"] == "/tls/ca.pem"
-    assert restapi["verify_client"] == "none"
-    assert restapi["authentication"]["username"] == "patroni"
-
-
-def test_render_with_tls_configures_patronictl():
-    config = patroni.render(settings(tls=TLS))
-    assert config["ctl"] == {
-        "cacert": "/tls/ca.pem",
-        "certfile": "/tls/cert.pem",
-        "keyfile": "/tls/key.pem",
-    }
-
-
-def test_render_with_tls_uses_hostssl():
-    rules = (patroni.HbaRule("app", "relation_id_4"),)
-    hba = patroni.render(settings(tls=TLS, client_rules=rules))["postgresql"]["pg_hba"]
-    assert hba == patroni.hba_rules(rules, tls=True)
-    assert not [line for line in hba if line.startswith("host ")]
-    assert "hostssl app relation_id_4 0.0.0.0/0 scram-sha-256" in hba
-
-
-def test_tls_does_not_change_the_cluster_wide_configuration():
-    assert patroni.render(settings(tls=TLS))["bootstrap"]["dcs"] == patroni.dynamic_config(
-        settings()
+def test_member_config_is_a_fresh_tree_each_time():
+    first = patroni.member_config(settings())
+    first["postgresql"]["parameters"]["logging_collector"] = "off"
+    assert patroni.member_config(settings())["postgresql"]["parameters"]["logging_collector"] == (
+        "on"
     )
 
 
-# dynamic_config()
+# bootstrap_from_backup()
+
+
+def test_bootstrap_from_backup_replaces_initdb_with_the_command():
+    command = "pgbackrest --config=/etc/pgbackrest.conf --stanza=pg restore"
+    subtree = patroni.bootstrap_from_backup(command)
+    assert subtree == {
+        "bootstrap": {
+            "method": "pgbackrest",
+            "pgbackrest": {
+                "command": command,
+                # pgBackRest wrote the recovery target: Patroni must keep it as it is.
+                "keep_existing_recovery_conf": True,
+                "no_params": True,
+            },
+        }
+    }
+    # It only adds keys next to the member's bootstrap: nothing there has to be overwritten.
+    assert not set(subtree["bootstrap"]) & set(patroni.member_config(settings())["bootstrap"])
+
+
+# dynamic_settings(), cluster_parameters() and dynamic_config()
 
 
 def test_dynamic_config_turns_synchronous_mode_on():
@@ -189,6 +195,10 @@ def test_dynamic_config_respects_patroni_timing_rule():
 def test_dynamic_config_synchronous_node_count_floor(count: int, expected: int):
     dcs = patroni.dynamic_config(settings(synchronous_node_count=count))
     assert dcs["synchronous_node_count"] == expected
+    assert (
+        patroni.dynamic_settings(settings(synchronous_node_count=count))["synchronous_node_count"]
+        == expected
+    )
 
 
 @pytest.mark.parametrize("strict", [True, False])
@@ -197,14 +207,41 @@ def test_dynamic_config_strict_flag(strict: bool):
     assert dcs["synchronous_mode_strict"] is strict
 
 
+def test_dynamic_settings_hold_no_postgresql_parameters():
+    # Parameters come from several components (archive_command from backups): the goal joins
+    # them under postgresql.parameters.
+    dynamic = patroni.dynamic_settings(settings(parameters={"max_connections": "200"}))
+    assert dynamic["postgresql"] == {"use_pg_rewind": True, "use_slots": True}
+    assert "max_connections" not in json.dumps(dynamic)
+
+
+def test_dynamic_config_is_the_settings_plus_the_parameters():
+    value = settings(parameters={"work_mem": "8MB"})
+    dcs = patroni.dynamic_config(value)
+    parameters = dcs["postgresql"].pop("parameters")
+    assert dcs == patroni.dynamic_settings(value)
+    assert parameters == {**patroni.cluster_parameters(value), "archive_command": "/bin/true"}
+
+
 def test_dynamic_config_base_parameters_without_user_parameters():
     params = patroni.dynamic_config(settings())["postgresql"]["parameters"]
-    assert params == patroni.BASE_PARAMETERS
+    assert params == {**patroni.BASE_PARAMETERS, "archive_command": patroni.NO_ARCHIVE}
+    assert patroni.cluster_parameters(settings()) == patroni.BASE_PARAMETERS
     assert params["password_encryption"] == "scram-sha-256"
     assert params["wal_level"] == "logical"
+    assert params["archive_mode"] == "on"
     # A copy: changing the rendered config must not change the module's defaults.
     params["wal_level"] = "minimal"
+    patroni.cluster_parameters(settings())["hot_standby"] = "off"
     assert patroni.BASE_PARAMETERS["wal_level"] == "logical"
+    assert patroni.BASE_PARAMETERS["hot_standby"] == "on"
+
+
+def test_dynamic_config_takes_the_archive_command():
+    command = "pgbackrest --config=/etc/pgbackrest.conf --stanza=pg archive-push %p"
+    params = patroni.dynamic_config(settings(), command)["postgresql"]["parameters"]
+    assert params["archive_command"] == command
+    assert patroni.NO_ARCHIVE == "/bin/true"
 
 
 def test_dynamic_config_merges_user_parameters_and_the_user_wins():
@@ -213,14 +250,18 @@ def test_dynamic_config_merges_user_parameters_and_the_user_wins():
     assert params["max_connections"] == "200"
     assert params["wal_keep_size"] == "1GB"
     assert params["hot_standby"] == "on"
-    assert set(params) == set(patroni.BASE_PARAMETERS) | {"max_connections"}
+    assert set(params) == set(patroni.BASE_PARAMETERS) | {"max_connections", "archive_command"}
+    assert patroni.cluster_parameters(settings(parameters=user)) == {
+        **patroni.BASE_PARAMETERS,
+        **user,
+    }
 
 
-# hba_rules()
+# system_hba(), render_hba() and HbaRule
 
 
-def test_hba_rules_system_users_without_tls():
-    assert patroni.hba_rules((), tls=False) == [
+def test_system_hba_rules():
+    assert patroni.render_hba(patroni.system_hba()) == [
         "local all operator scram-sha-256",
         "local all monitoring scram-sha-256",
         "local all backup scram-sha-256",
@@ -235,59 +276,77 @@ def test_hba_rules_system_users_without_tls():
     ]
 
 
-@pytest.mark.parametrize("tls", [True, False])
-def test_hba_rules_only_scram_never_trust(tls: bool):
-    rules = (patroni.HbaRule("db", "user"), patroni.HbaRule("db", "other", address="10.0.0.0/8"))
-    lines = patroni.hba_rules(rules, tls=tls)
+def test_system_hba_keeps_backup_on_the_socket():
+    backup = [r for r in patroni.system_hba() if r.user == "backup"]
+    assert backup == [patroni.HbaRule("all", "backup", address="", connection_type="local")]
+
+
+@pytest.mark.parametrize("connection_type", ["host", "hostssl"])
+def test_hba_rules_only_scram_never_trust(connection_type: str):
+    rules = [
+        *patroni.system_hba(),
+        patroni.HbaRule("db", "user", connection_type=connection_type),
+        patroni.HbaRule("db", "other", address="10.0.0.0/8", connection_type=connection_type),
+    ]
+    lines = patroni.render_hba(rules)
+    assert len(lines) == 11 + 3
     for line in lines:
         assert line.split()[-1] == "scram-sha-256"
         for weak in ("trust", "md5", "password", "ident", "peer"):
             assert weak not in line.split()
 
 
-def test_hba_rules_with_tls_every_network_rule_is_hostssl():
-    lines = patroni.hba_rules((patroni.HbaRule("db", "user"),), tls=True)
-    kinds = {line.split()[0] for line in lines}
-    assert kinds == {"local", "hostssl"}
-    assert "hostssl replication replication ::0/0 scram-sha-256" in lines
-
-
-def test_hba_rules_client_rules_come_last_in_order():
+def test_render_hba_keeps_the_order_given():
     rules = (
         patroni.HbaRule("orders", "relation_id_7"),
         patroni.HbaRule("billing", "relation_id_9", address="10.1.0.0/16"),
     )
-    system = patroni.hba_rules((), tls=False)
-    lines = patroni.hba_rules(rules, tls=False)
+    system = patroni.render_hba(patroni.system_hba())
+    lines = patroni.render(settings(), extra_hba=rules)["postgresql"]["pg_hba"]
     assert lines[: len(system)] == system
     assert lines[len(system) :] == [
         "host orders relation_id_7 0.0.0.0/0 scram-sha-256",
         "host orders relation_id_7 ::0/0 scram-sha-256",
         "host billing relation_id_9 10.1.0.0/16 scram-sha-256",
     ]
+    # PostgreSQL takes the first rule that matches: reversed input, reversed rules.
+    assert patroni.render_hba(list(reversed(rules))) == [
+        "host billing relation_id_9 10.1.0.0/16 scram-sha-256",
+        "host orders relation_id_7 0.0.0.0/0 scram-sha-256",
+        "host orders relation_id_7 ::0/0 scram-sha-256",
+    ]
 
 
-def test_hba_rule_connection_type_is_replaced_by_the_tls_choice():
-    # A client rule's own connection type does not bypass hostssl.
-    rule = patroni.HbaRule("db", "user", address="192.168.0.0/24", connection_type="host")
-    assert patroni.hba_rules((rule,), tls=True)[-1] == (
-        "hostssl db user 192.168.0.0/24 scram-sha-256"
-    )
+def test_render_hba_of_nothing_is_empty():
+    assert patroni.render_hba([]) == []
 
 
 def test_hba_rule_render():
-    assert patroni.HbaRule("db", "u").render() == "host db u 0.0.0.0/0 scram-sha-256"
-    assert patroni.HbaRule("db", "u", "::1/128", "hostssl").render() == (
+    assert patroni.HbaRule("db", "u").render() == [
+        "host db u 0.0.0.0/0 scram-sha-256",
+        "host db u ::0/0 scram-sha-256",
+    ]
+    assert patroni.HbaRule("db", "u", "::1/128", "hostssl").render() == [
         "hostssl db u ::1/128 scram-sha-256"
-    )
+    ]
+    assert patroni.HbaRule("db", "u", "all-networks", "hostssl").render() == [
+        "hostssl db u 0.0.0.0/0 scram-sha-256",
+        "hostssl db u ::0/0 scram-sha-256",
+    ]
+    # A socket rule has no address, whatever the rule says.
+    assert patroni.HbaRule("all", "u", "", "local").render() == ["local all u scram-sha-256"]
+    assert patroni.HbaRule("all", "u", connection_type="local").render() == [
+        "local all u scram-sha-256"
+    ]
 
 
 # dump()
 
 
 def test_dump_is_deterministic():
-    first = patroni.dump(patroni.render(settings(tls=TLS)))
-    second = patroni.dump(patroni.render(settings(tls=TLS)))
+    rules = (patroni.HbaRule("db", "u"),)
+    first = patroni.dump(patroni.render(settings(), extra_hba=rules))
+    second = patroni.dump(patroni.render(settings(), extra_hba=rules))
     assert first == second
 
 
@@ -309,15 +368,30 @@ def test_dump_changes_when_settings_change():
     )
 
 
-@pytest.mark.parametrize("tls", [None, TLS])
-def test_dump_round_trips_through_yaml(tls: patroni.TlsPaths | None):
-    config = patroni.render(settings(tls=tls, client_rules=(patroni.HbaRule("db", "u"),)))
+@pytest.mark.parametrize("extra_hba", [(), (patroni.HbaRule("db", "u"),)])
+def test_dump_round_trips_through_yaml(extra_hba: tuple[patroni.HbaRule, ...]):
+    config = patroni.render(settings(), extra_hba=extra_hba)
+    # As the goal joins a restore's bootstrap into the member's.
+    config = goal.merge(config, patroni.bootstrap_from_backup("pgbackrest restore"))
     loaded = yaml.safe_load(patroni.dump(config))
     # JSON normalises tuples to lists, exactly as YAML does.
     assert loaded == json.loads(json.dumps(config))
     assert loaded["postgresql"]["bin_dir"] == "/usr/lib/postgresql/16/bin"
+    assert loaded["postgresql"]["pg_hba"] == patroni.render_hba(
+        [*patroni.system_hba(), *extra_hba]
+    )
+    assert loaded["bootstrap"]["pgbackrest"]["keep_existing_recovery_conf"] is True
     assert loaded["bootstrap"]["dcs"]["synchronous_mode"] is True
+    assert "data-checksums" in loaded["bootstrap"]["initdb"]
     assert loaded["postgresql"]["parameters"]["log_file_mode"] == "0600"  # stays a string
+
+
+def test_dump_round_trip_keeps_the_dynamic_configuration():
+    config = patroni.render(settings())
+    loaded = yaml.safe_load(patroni.dump(config))
+    assert loaded["bootstrap"]["dcs"]["synchronous_mode"] is True
+    assert loaded["bootstrap"]["dcs"]["postgresql"]["parameters"]["archive_mode"] == "on"
+    assert loaded["bootstrap"]["dcs"] == patroni.dynamic_config(settings())
 
 
 def test_dump_keeps_string_values_that_look_like_other_types():
@@ -353,12 +427,11 @@ def test_dcs_environment_only_holds_kubernetes_dcs_strings():
 
 def test_no_password_in_the_environment_or_the_pebble_layer():
     env = patroni.dcs_environment("postgresql-k8s", "prod", "10.1.2.3")
-    for tls in (False, True):
-        for metrics in (False, True):
-            layer = json.dumps(pebble.postgresql_layer(env, metrics_enabled=metrics, tls=tls))
-            for password in PASSWORDS.values():
-                assert password not in layer
-                assert password not in json.dumps(env)
+    for metrics in (False, True):
+        layer = json.dumps(pebble.postgresql_layer(env, metrics_enabled=metrics))
+        for password in PASSWORDS.values():
+            assert password not in layer
+            assert password not in json.dumps(env)
     # The passwords are in patroni.yml, which is where they belong.
     rendered = patroni.dump(patroni.render(settings()))
     assert PASSWORDS[layout.SystemUser.OPERATOR] in rendered

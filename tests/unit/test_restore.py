@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import re
 import shlex
 import subprocess
@@ -21,77 +20,31 @@ from ops import testing
 from components import restore
 from peers import PeerAppData, RestoreState
 from state import Snapshot
-from tests.unit.conftest import (
+from tests.unit.builders import (
     APP,
+    RID,
+    UTC,
+    WORKLOAD_EXECS,
+    Ctx,
     FakePatroni,
+    Mounts,
     backup_state,
+    configured,
+    during,
+    healthy_cluster,
     peer_app_data,
     peer_unit_data,
+    restore_data,
     snapshot,
 )
-from tests.unit.test_charm import healthy_cluster
 from workload import layout, pgbackrest
 from workload import patroni as patroni_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:JujuVersion.from_environ:DeprecationWarning")
 
-Ctx = testing.Context[Any]
-Mounts = dict[str, testing.Mount]
-UTC = datetime.timezone.utc
 ACTIVE, INACTIVE = ops.pebble.ServiceStatus.ACTIVE, ops.pebble.ServiceStatus.INACTIVE
-RID = "ab12cd34"
 ME, OTHER = f"{APP}-0", f"{APP}-1"
 FULL = "20261126-153943F"
-WORKLOAD_EXECS = [testing.Exec(["patronictl"]), testing.Exec(["rm"]), testing.Exec(["sh"])]
-
-
-def restore_data(
-    phase: str, started: datetime.timedelta = datetime.timedelta(minutes=1), **extra: Any
-) -> dict[str, Any]:
-    moment = datetime.datetime.now(UTC) - started
-    return {"id": RID, "phase": phase, "started": moment.isoformat(), **extra}
-
-
-def configured(ctx: Ctx, image: Mounts, patroni: FakePatroni, **kwargs: Any) -> testing.State:
-    """A unit as it was before the restore: configured, every enabled service running."""
-    healthy_cluster(patroni)
-    kwargs.setdefault("execs", WORKLOAD_EXECS)
-    out = ctx.run(ctx.on.config_changed(), backup_state(image, **kwargs))
-    assert (
-        out.get_container(layout.CONTAINER).service_statuses[layout.SERVICE_POSTGRESQL] == ACTIVE
-    )
-    ctx.exec_history.clear()
-    patroni.calls.clear()
-    return out
-
-
-def during(
-    state: testing.State,
-    restore_: dict[str, Any],
-    *,
-    acked_by_me: str | None = None,
-    acked_by_peers: dict[int, dict[str, str]] | None = None,
-    postgresql: ops.pebble.ServiceStatus | None = None,
-    **changes: Any,
-) -> testing.State:
-    """The same unit once the leader wrote `restore_` to the peer data."""
-    peer = state.get_relations("database-peers")[0]
-    unit = dict(peer.local_unit_data)
-    if acked_by_me is not None:
-        unit[restore.STOPPED_KEY] = acked_by_me
-    peer = dataclasses.replace(
-        peer,
-        local_app_data={**peer.local_app_data, "restore": json.dumps(restore_)},
-        local_unit_data=unit,
-        peers_data=acked_by_peers if acked_by_peers is not None else peer.peers_data,
-    )
-    others = [r for r in state.relations if r.endpoint != "database-peers"]
-    ctr = state.get_container(layout.CONTAINER)
-    if postgresql is not None:
-        ctr = dataclasses.replace(
-            ctr, service_statuses={**ctr.service_statuses, layout.SERVICE_POSTGRESQL: postgresql}
-        )
-    return dataclasses.replace(state, relations=[peer, *others], containers=[ctr], **changes)
 
 
 def all_acked(key: str = restore.STOPPED_KEY) -> dict[int, dict[str, str]]:
