@@ -49,6 +49,10 @@ class ClientsData(pydantic.BaseModel):
     # is applied or written again.
     client_granted: dict[str, str] = pydantic.Field(default={}, alias="client-granted")
     client_published: dict[str, str] = pydantic.Field(default={}, alias="client-published")
+    # Each client database's owning application, and the users holding elevated privileges
+    # (taken back, sessions ended, once no longer allowed).
+    client_databases: dict[str, str] = pydantic.Field(default={}, alias="client-databases")
+    client_elevated: list[str] = pydantic.Field(default=[], alias="client-elevated")
     extensions_applied: list[str] = pydantic.Field(default=[], alias="extensions-applied")
     extensions_error: str = pydantic.Field(default="", alias="extensions-error")
 

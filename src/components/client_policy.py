@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
+import config
 import config_options
 from relations.database import ClientRequest
 
@@ -50,6 +51,13 @@ class ClientPlan:
     createrole: bool = False
     superuser: bool = False
     roles: tuple[str, ...] = ()
+
+    @property
+    def elevated(self) -> bool:
+        """Whether the plan grants anything only an operator may allow."""
+        granted = {*self.roles, *(("superuser",) if self.superuser else ())}
+        granted |= {"createrole"} if self.createrole else set()
+        return bool(granted & config.ELEVATED_PRIVILEGES)
 
 
 def user_name(request: ClientRequest) -> str:
@@ -96,30 +104,47 @@ def _split(raw: str | None) -> list[str]:
     return [part.strip() for part in (raw or "").split(",") if part.strip()]
 
 
+# Before 16, CREATEROLE may grant any non-superuser role (pg_execute_server_program, then
+# COPY ... FROM PROGRAM as the server's OS user) and change any non-superuser's password.
+CREATEROLE_SINCE = 16
+
+
 def check_roles(
-    raw: str | None, app: str, superuser_apps: Collection[str]
+    raw: str | None,
+    request: ClientRequest,
+    allowed: Collection[str],
+    provider: str,
+    server_major: int,
 ) -> tuple[frozenset[str], tuple[str, ...]]:
-    """Attributes and predefined roles of `extra-user-roles`, or RequestRefusedError."""
+    """Attributes and predefined roles of `extra-user-roles`, or RequestRefusedError.
+
+    An elevated privilege (config.ELEVATED_PRIVILEGES) is granted only where the operator
+    allowed it for this very relation (`allowed`); CREATEROLE never before PostgreSQL 16.
+    """
     attributes: set[str] = set()
     roles: list[str] = []
     for part in _split(raw):
         shown = repr(part)[:64]
         value = part.lower()
-        if value in ATTRIBUTES:
-            attributes.add(value)
-        elif value == SUPERUSER:
-            if app not in superuser_apps:
-                raise RequestRefusedError(
-                    f"{app} may not request SUPERUSER: only the applications in the"
-                    " superuser-clients option may (a PgBouncer charm needs it)"
-                )
+        if value == "createrole" and server_major < CREATEROLE_SINCE:
+            raise RequestRefusedError(
+                f"createrole is not offered on PostgreSQL {server_major}: it could grant itself"
+                " pg_execute_server_program and change other roles' passwords"
+            )
+        if value in config.ELEVATED_PRIVILEGES and value not in allowed:
+            entry = f"{request.app}/{request.relation_id}:{value}"
+            raise RequestRefusedError(
+                f"{value} needs an operator's decision: `juju config {provider}"
+                f" client-privileges={entry}` (added to the entries already there)"
+            )
+        if value in ATTRIBUTES or value == SUPERUSER:
             attributes.add(value)
         elif value in PREDEFINED_ROLES:
             roles.append(value)
         else:
-            allowed = ", ".join(sorted({*ATTRIBUTES, SUPERUSER, *PREDEFINED_ROLES}))
+            allowed_names = ", ".join(sorted({*ATTRIBUTES, SUPERUSER, *PREDEFINED_ROLES}))
             raise RequestRefusedError(
-                f"extra-user-roles {shown} is not allowed: use any of {allowed}"
+                f"extra-user-roles {shown} is not allowed: use any of {allowed_names}"
             )
     return frozenset(attributes), tuple(sorted(set(roles)))
 
@@ -150,12 +175,16 @@ def check_extensions(raw: str | None, enabled: Collection[str], provider: str) -
 def plan(
     request: ClientRequest,
     enabled_extensions: Collection[str],
-    superuser_apps: Collection[str],
+    privileges: Mapping[tuple[str, int], Collection[str]],
     provider: str = "postgresql-k8s",
+    server_major: int = CREATEROLE_SINCE,
 ) -> ClientPlan:
     """Everything the charm will create for a request, or RequestRefusedError saying why not."""
     database = check_database(request.database)
-    attributes, roles = check_roles(request.extra_user_roles, request.app, superuser_apps)
+    allowed = privileges.get((request.app, request.relation_id), frozenset[str]())
+    attributes, roles = check_roles(
+        request.extra_user_roles, request, allowed, provider, server_major
+    )
     check_extensions(request.extensions, enabled_extensions, provider)
     return ClientPlan(
         request=request,
@@ -173,3 +202,61 @@ def rules_digest(rules: Iterable[tuple[str, str]]) -> str:
     """A short digest of a set of (database, user) rules, to compare what units have applied."""
     text = "\n".join(f"{db}\t{user}" for db, user in sorted(set(rules)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Requests one relation may make: each is a user, a database and a login probe on every member,
+# so an unbounded list could make one hook run for minutes.
+MAX_REQUESTS_PER_RELATION = 16
+
+
+def bounded(requests: Sequence[ClientRequest], problems: dict[str, str]) -> list[ClientRequest]:
+    """The first MAX_REQUESTS_PER_RELATION requests of each relation; the rest refused."""
+    kept: list[ClientRequest] = []
+    counts: dict[int, int] = {}
+    for request in requests:
+        counts[request.relation_id] = counts.get(request.relation_id, 0) + 1
+        if counts[request.relation_id] <= MAX_REQUESTS_PER_RELATION:
+            kept.append(request)
+    for relation_id, count in counts.items():
+        if count > MAX_REQUESTS_PER_RELATION:
+            app = next(r.app for r in requests if r.relation_id == relation_id)
+            problems[str(relation_id)] = (
+                f"{app}: {count} requests on one relation, at most"
+                f" {MAX_REQUESTS_PER_RELATION} are served"
+            )
+    return kept
+
+
+def claim(
+    plans: Sequence[ClientPlan],
+    owners: Mapping[str, str],
+    sharing: Mapping[str, Collection[str]],
+    problems: dict[str, str],
+    provider: str,
+) -> tuple[list[ClientPlan], dict[str, str]]:
+    """Plans whose database belongs to their application (or is shared with it), and the owners.
+
+    A database belongs to the first application that asked for it (relations in the order
+    Juju numbered them) and stays its own after its relations are gone, data included.
+    """
+    owners = dict(owners)
+    kept: list[ClientPlan] = []
+    for plan in sorted(plans, key=lambda p: p.request.relation_id):
+        app, database = plan.request.app, plan.database
+        owner = owners.setdefault(database, app)
+        if owner == app or {owner, app} <= set(sharing.get(database, ())):
+            kept.append(plan)
+            continue
+        theirs = sorted(
+            {
+                p.request.relation_id
+                for p in plans
+                if p.request.app == owner and p.database == database
+            }
+        )
+        where = f" (relation {', '.join(map(str, theirs))})" if theirs else ""
+        problems[str(plan.request.relation_id)] = (
+            f"{app}: database {database} belongs to {owner}{where}; to share it:"
+            f" `juju config {provider} shared-databases={database}:{owner}+{app}`"
+        )
+    return kept, owners

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import time
 import urllib.parse
@@ -14,10 +12,9 @@ import ops
 import psycopg
 
 import config
-import config_options
 import goal
 from charms.postgresql_k8s.v0 import postgresql as pglib
-from components import Component, Io, client_policy, system_users
+from components import Component, Io, client_access, client_policy, system_users
 from relations import database
 from state import Ready, Snapshot
 from workload import layout, patroni
@@ -69,70 +66,6 @@ def _passwords(model: ops.Model, users: Collection[str]) -> dict[str, str]:
     return {user: wanted[_secret_key(user)] for user in users}
 
 
-def grant_digest(plan: client_policy.ClientPlan, password: str) -> str:
-    """A digest of what a plan grants, so that unchanged grants are not re-applied each hook.
-
-    The password is in it (a truncated hash of 190 random bits reveals nothing): a rotated one
-    is applied.
-    """
-    text = json.dumps(
-        [
-            plan.database,
-            plan.owner,
-            plan.createdb,
-            plan.createrole,
-            plan.superuser,
-            plan.roles,
-            password,
-        ]
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _ensure(
-    db: pglib.PostgreSQL,
-    plan: client_policy.ClientPlan,
-    password: str,
-    granted: str | None,
-    existing: Collection[str],
-) -> str:
-    """Owner role, database and user of one plan, with its attributes and roles; its digest.
-
-    A user that exists with the grants and password applied last time is left alone without a
-    query: an idle hook costs nothing per relation.
-    """
-    digest = grant_digest(plan, password)
-    exists = plan.user in existing
-    if exists and granted == digest:
-        return digest
-    matches = exists and db.password_matches(plan.user, password)
-    db.create_user(plan.owner, None, login=False)
-    db.create_database(plan.database, plan.owner)
-    db.create_user(
-        plan.user,
-        None if matches else password,
-        createdb=plan.createdb,
-        createrole=plan.createrole,
-        superuser=plan.superuser,
-        in_roles=(plan.owner, *plan.roles),
-    )
-    if exists:  # roles the requirer no longer asks for
-        db.revoke_roles(plan.user, sorted(client_policy.PREDEFINED_ROLES - set(plan.roles)))
-    return digest
-
-
-def _stale_users(
-    existing: Collection[str], relation_ids: Collection[int], keep: Collection[str]
-) -> list[str]:
-    """Client users the charm made for relations that are gone."""
-    stale: list[str] = []
-    for user in existing:
-        relation_id = client_policy.relation_of_user(user)
-        if relation_id is not None and relation_id not in relation_ids and user not in keep:
-            stale.append(user)
-    return stale
-
-
 def _admits(host: str, plan: client_policy.ClientPlan, password: str) -> bool:
     try:
         with psycopg.connect(
@@ -154,17 +87,22 @@ def wait_admitted(
     passwords: Mapping[str, str],
     timeout: float = ADMIT_TIMEOUT,
 ) -> set[str]:
-    """Users that every host lets log in with their password, polling up to `timeout`."""
+    """Users that every host lets log in with their password, polling up to `timeout`.
+
+    The deadline holds inside a round too: many users on an unreachable member must not keep
+    the hook for their number times the login timeout.
+    """
     pending = {(p.user, host) for p in plans for host in hosts}
     by_user = {p.user: p for p in plans}
     deadline = time.monotonic() + timeout
-    while pending:
+    while pending and time.monotonic() < deadline:
         for user, host in sorted(pending):
+            if time.monotonic() >= deadline:
+                break
             if _admits(host, by_user[user], passwords[user]):
                 pending.discard((user, host))
-        if not pending or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        if pending:
+            time.sleep(0.5)
     refused = {user for user, _ in pending}
     return {p.user for p in plans} - refused
 
@@ -206,22 +144,25 @@ class Outcome:
     problems: dict[str, str]
     granted: dict[str, str]  # user -> digest of its grants
     published: dict[str, str]  # request key -> digest of the answer
+    databases: dict[str, str]  # database -> owning application
+    elevated: list[str]  # users holding privileges only an operator may allow
 
 
 def _plans(
-    requests: Sequence[database.ClientRequest],
-    enabled_extensions: Collection[str],
-    superuser_apps: Collection[str],
-    problems: dict[str, str],
-    provider: str,
-) -> list[client_policy.ClientPlan]:
+    s: Snapshot, cfg: config.CharmConfig, extensions: Collection[str], problems: dict[str, str]
+) -> tuple[list[client_policy.ClientPlan], dict[str, str]]:
+    """The requests that may be served, and each database's owner; refusals into `problems`."""
     plans: list[client_policy.ClientPlan] = []
-    for request in requests:
+    major = s.container.pg_major or 0
+    for request in client_policy.bounded(s.clients.requests, problems):
         try:
-            plans.append(client_policy.plan(request, enabled_extensions, superuser_apps, provider))
+            plans.append(
+                client_policy.plan(request, extensions, cfg.privileges, s.app_name, major)
+            )
         except client_policy.RequestRefusedError as e:
             problems[str(request.relation_id)] = f"{request.app}: {e}"
-    return plans
+    owners = s.peer_data.client_databases
+    return client_policy.claim(plans, owners, cfg.sharing, problems, s.app_name)
 
 
 def acked_everywhere(s: Snapshot, status: rest.ClusterStatus, digest: str) -> bool:
@@ -234,39 +175,68 @@ def acked_everywhere(s: Snapshot, status: rest.ClusterStatus, digest: str) -> bo
     )
 
 
-def reconcile(
+def _ensure_all(
     s: Snapshot,
-    model: ops.Model,
-    cluster: Cluster,
-    enabled_extensions: Collection[str],
-    superuser_apps: Collection[str],
-    *,
-    departing: bool,
-) -> Outcome:
-    """Leader: create what valid requests need, drop what gone relations had, publish when safe."""
-    problems = {str(p.relation_id): f"{p.app}: {p.message}" for p in s.clients.problems}
-    plans = _plans(s.clients.requests, enabled_extensions, superuser_apps, problems, s.app_name)
-    passwords = _passwords(model, sorted({p.user for p in plans}))
+    db: pglib.PostgreSQL,
+    plans: Sequence[client_policy.ClientPlan],
+    passwords: Mapping[str, str],
+    problems: dict[str, str],
+) -> tuple[list[client_policy.ClientPlan], dict[str, str], frozenset[str]]:
+    """Create or adjust what each plan needs; the plans ready, their digests, existing users."""
     ready: list[client_policy.ClientPlan] = []
     granted: dict[str, str] = {}
-    existing = frozenset(cluster.db.list_users())
+    existing = frozenset(db.list_users())
     for plan in plans:
         try:
-            previous = s.peer_data.client_granted.get(plan.user)
-            granted[plan.user] = _ensure(
-                cluster.db, plan, passwords[plan.user], previous, existing
+            granted[plan.user] = client_access.ensure(
+                db,
+                plan,
+                passwords[plan.user],
+                s.peer_data.client_granted.get(plan.user),
+                existing,
+                adopting=plan.database not in s.peer_data.client_databases,
             )
             ready.append(plan)
-        except pglib.PostgreSQLError as e:
+        except (pglib.PostgreSQLError, client_policy.RequestRefusedError) as e:
             problems[str(plan.request.relation_id)] = f"{plan.request.app}: {e}"
-    if not departing:
-        _drop_gone(cluster.db, s, {p.user for p in plans}, existing)
+    elevated = {p.user: p.elevated for p in ready}
+    client_access.revoke_withdrawn(db, s.peer_data.client_elevated, elevated, existing)
+    return ready, granted, existing
+
+
+def _admit(
+    s: Snapshot,
+    cluster: Cluster,
+    ready: Sequence[client_policy.ClientPlan],
+    passwords: Mapping[str, str],
+) -> tuple[list[tuple[str, str]], set[str]]:
+    """The pg_hba rules, and the users every running member admits (probed once all acked)."""
     rules = sorted({(p.database, p.user) for p in ready})
     admitted = set(s.peer_data.client_admitted) & {user for _, user in rules}
     waiting = [p for p in ready if p.user not in admitted]
     if waiting and acked_everywhere(s, cluster.status, client_policy.rules_digest(rules)):
         hosts = [m.host for m in cluster.status.members if m.is_healthy]
         admitted |= wait_admitted(hosts, waiting, passwords)
+    return rules, admitted
+
+
+def reconcile(
+    s: Snapshot,
+    model: ops.Model,
+    cluster: Cluster,
+    cfg: config.CharmConfig,
+    extensions: Collection[str],
+    *,
+    departing: bool,
+) -> Outcome:
+    """Leader: create what valid requests need, drop what gone relations had, publish when safe."""
+    problems = {str(p.relation_id): f"{p.app}: {p.message}" for p in s.clients.problems}
+    plans, owners = _plans(s, cfg, extensions, problems)
+    passwords = _passwords(model, sorted({p.user for p in plans}))
+    ready, granted, existing = _ensure_all(s, cluster.db, plans, passwords, problems)
+    if not departing:
+        client_access.drop_gone(cluster.db, s, {p.user for p in plans}, existing)
+    rules, admitted = _admit(s, cluster, ready, passwords)
     published: dict[str, str] = {}
     for plan in ready:
         if plan.user in admitted:
@@ -274,7 +244,11 @@ def reconcile(
             creds = credentials(s, cluster, plan, passwords[plan.user])
             last = s.peer_data.client_published.get(key)
             published[key] = database.publish(model, plan.request, creds, last)
-    return Outcome(rules, sorted(admitted), problems, granted, published)
+    elevated = sorted(p.user for p in ready if p.elevated)
+    # A claim holds once its database was made (or adopted); a refused adoption claims nothing.
+    made = {p.database for p in ready} | set(s.peer_data.client_databases)
+    owners = {name: app for name, app in owners.items() if name in made}
+    return Outcome(rules, sorted(admitted), problems, granted, published, owners, elevated)
 
 
 def close_orphaned_sessions(s: Snapshot, r: Ready, io: Io) -> int:
@@ -292,45 +266,6 @@ def close_orphaned_sessions(s: Snapshot, r: Ready, io: Io) -> int:
     if closed:
         logger.info("closed %d session(s) of dropped users", closed)
     return closed
-
-
-def _drop_gone(
-    db: pglib.PostgreSQL, s: Snapshot, keep: Collection[str], existing: Collection[str]
-) -> None:
-    databases = {user: db_name for db_name, user in s.peer_data.client_rules}
-    for user in sorted(_stale_users(existing, s.clients.relation_ids, keep)):
-        heir = (
-            client_policy.owner_role(databases[user])
-            if user in databases
-            else layout.SystemUser.OPERATOR.value
-        )
-        logger.info("relation gone: dropping %s (its objects go to %s)", user, heir)
-        try:
-            db.drop_user(user, reassign_owned_to=heir)
-        except pglib.PostgreSQLError as e:
-            logger.warning("cannot drop %s yet: %s", user, e)
-
-
-def reconcile_extensions(
-    db: pglib.PostgreSQL, enabled: frozenset[str], applied: frozenset[str]
-) -> tuple[frozenset[str], str]:
-    """Create enabled extensions in every database (template1 too) and drop disabled ones.
-
-    Only extensions the charm enabled are ever dropped, never with CASCADE: one with dependent
-    objects stays, and the error names the option. Returns what is now applied and the error.
-    """
-    if enabled == applied:
-        return applied, ""
-    wanted = dict.fromkeys(enabled, True) | dict.fromkeys(applied - enabled, False)
-    try:
-        db.enable_extensions(wanted)
-    except pglib.PostgreSQLExtensionInUseError as e:
-        options = ", ".join(config_options.extension_option(n) for n in sorted(applied - enabled))
-        return applied, f"cannot disable {options}: objects depend on it ({e})"
-    except pglib.PostgreSQLExtensionError as e:
-        options = ", ".join(config_options.extension_option(n) for n in sorted(enabled - applied))
-        return applied, f"cannot enable {options}: {e}"
-    return enabled, ""
 
 
 def _hba(rules: Sequence[tuple[str, str]]) -> list[patroni.HbaRule]:
@@ -360,15 +295,16 @@ class Clients(Component):
         if db is None or s.cluster is None:
             return s
         try:
-            applied, error = reconcile_extensions(
-                db, config.enabled_extensions(r.config), frozenset(s.peer_data.extensions_applied)
+            enabled = config.enabled_extensions(r.config)
+            applied, error = client_access.reconcile_extensions(
+                db, enabled, frozenset(s.peer_data.extensions_applied)
             )
             outcome = reconcile(
                 s,
                 io.model,
                 Cluster(db, s.cluster, db.get_server_version()),
-                applied & config.enabled_extensions(r.config),
-                r.config.superuser_apps,
+                r.config,
+                applied & enabled,
                 departing=s.departing or s.planned_units == 0,
             )
         except pglib.PostgreSQLError as e:
@@ -384,6 +320,8 @@ class Clients(Component):
                 "client_problems": outcome.problems,
                 "client_granted": outcome.granted,
                 "client_published": outcome.published,
+                "client_databases": outcome.databases,
+                "client_elevated": outcome.elevated,
             },
         )
 

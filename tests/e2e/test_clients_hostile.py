@@ -35,7 +35,7 @@ CASES: list[tuple[dict[str, str], str]] = [
     ({"database": "$(reboot)"}, "not allowed"),
     ({"database": "../etc"}, "not allowed"),
     ({"database": "dbé"}, "not allowed"),
-    ({"database": "ok1", "extra-user-roles": "superuser"}, "superuser-clients"),
+    ({"database": "ok1", "extra-user-roles": "superuser"}, "client-privileges"),
     ({"database": "ok2", "extra-user-roles": "pg_execute_server_program"}, "not allowed"),
     ({"database": "ok3", "extra-user-roles": "pg_read_server_files"}, "not allowed"),
     ({"database": "ok4", "extra-user-roles": "postgres"}, "not allowed"),

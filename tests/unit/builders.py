@@ -192,8 +192,11 @@ class FakeDatabase:
 
     def create_user(self, user: str, password: str | None = None, **attrs: Any) -> None:
         self._check()
-        self.passwords[user] = password or ""
-        self.attributes[user] = attrs
+        if password is not None or user not in self.passwords:
+            self.passwords[user] = password or ""
+        # Like the library: every attribute is set, roles are only ever added.
+        roles = (*self.attributes.get(user, {}).get("in_roles", ()), *attrs.get("in_roles", ()))
+        self.attributes[user] = {**attrs, "in_roles": tuple(dict.fromkeys(roles))}
 
     def alter_user_password(self, user: str, password: str) -> None:
         self._check()
@@ -274,6 +277,27 @@ class FakeDatabase:
             current_wal=current,
             wal_segment_size=16 * 1024 * 1024,
         )
+
+    # Roles someone else made (name -> RoleInfo), and the users whose sessions were ended.
+    foreign_roles: dict[str, pglib.RoleInfo] = dataclasses.field(default_factory=dict)
+    sessions_ended: list[str] = dataclasses.field(default_factory=list)
+
+    def describe_role(self, role: str) -> pglib.RoleInfo | None:
+        self._check()
+        if role in self.foreign_roles:
+            return self.foreign_roles[role]
+        if role not in self.passwords:
+            return None
+        members = tuple(
+            sorted(u for u, a in self.attributes.items() if role in a.get("in_roles", ()))
+        )
+        login = self.attributes.get(role, {}).get("login", True)
+        return pglib.RoleInfo(can_login=login, superuser=False, members=members, admins=())
+
+    def terminate_user_sessions(self, user: str) -> int:
+        self._check()
+        self.sessions_ended.append(user)
+        return 1
 
     def terminate_orphaned_sessions(self) -> int:
         self._check()

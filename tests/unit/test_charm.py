@@ -140,7 +140,7 @@ def test_leader_patches_dynamic_config_and_creates_system_roles(
     assert patroni.config["postgresql"]["parameters"]["work_mem"] == "8192"
     assert patroni.config["postgresql"]["parameters"]["password_encryption"] == "scram-sha-256"
     assert set(database.passwords) == {"monitoring", "backup"}
-    assert database.attributes["backup"]["in_roles"] == ["pg_read_all_settings", "pg_checkpoint"]
+    assert database.attributes["backup"]["in_roles"] == ("pg_read_all_settings", "pg_checkpoint")
     assert database.granted_functions == list(system_users.BACKUP_FUNCTIONS)
     # Roles are managed on the primary (the unit's own member is only swept, see clients).
     managed_on = [h for h in database.hosts if h not in database.swept]

@@ -9,10 +9,16 @@ from typing import Any
 import pytest
 from dpcharmlibs import interfaces
 
+import config
 from components import client_policy
 from relations.database import ClientRequest
 
-SUPERUSER_APPS = frozenset({"pgbouncer", "pgbouncer-k8s"})
+# The operator's decisions in these tests: relation 7 of myapp may have every elevated privilege,
+# relation 9 of pgbouncer-k8s superuser only.
+ALLOWED = {
+    ("myapp", 7): frozenset(config.ELEVATED_PRIVILEGES),
+    ("pgbouncer-k8s", 9): frozenset({"superuser"}),
+}
 
 
 def request(**changes: Any) -> ClientRequest:
@@ -35,7 +41,7 @@ def request(**changes: Any) -> ClientRequest:
 
 
 def plan(enabled: frozenset[str] = frozenset(), **changes: Any) -> client_policy.ClientPlan:
-    return client_policy.plan(request(**changes), enabled, SUPERUSER_APPS)
+    return client_policy.plan(request(**changes), enabled, ALLOWED)
 
 
 def refusal(**changes: Any) -> str:
@@ -147,17 +153,40 @@ def test_accepted_extra_user_roles(
     assert planned.roles == granted
 
 
-@pytest.mark.parametrize("app", ["pgbouncer", "pgbouncer-k8s"])
 @pytest.mark.parametrize("roles", ["superuser", "SUPERUSER", "superuser,createdb"])
-def test_superuser_for_allowed_apps(app: str, roles: str):
-    assert plan(app=app, extra_user_roles=roles).superuser
+def test_superuser_where_the_operator_allowed_it(roles: str):
+    planned = plan(app="pgbouncer-k8s", relation_id=9, extra_user_roles=roles)
+    assert planned.superuser
+    assert planned.elevated
 
 
-@pytest.mark.parametrize("app", ["myapp", "pgbouncer-evil", "PGBOUNCER"])
-def test_superuser_refused_for_other_apps(app: str):
-    message = refusal(app=app, extra_user_roles="createdb,superuser")
-    assert "SUPERUSER" in message
-    assert "superuser-clients" in message
+@pytest.mark.parametrize("privilege", sorted(config.ELEVATED_PRIVILEGES))
+@pytest.mark.parametrize(
+    ("app", "relation_id"),
+    # Another application; the same name on another relation; no decision at all.
+    [("otherapp", 7), ("myapp", 8), ("pgbouncer", 9), ("pgbouncer-k8s", 10)],
+)
+def test_elevated_privileges_need_a_decision_for_this_relation(
+    privilege: str, app: str, relation_id: int
+):
+    message = refusal(app=app, relation_id=relation_id, extra_user_roles=f"createdb,{privilege}")
+    assert privilege in message
+    assert f"client-privileges={app}/{relation_id}:{privilege}" in message
+
+
+def test_a_decision_covers_only_the_privileges_it_names():
+    assert "createrole" in refusal(
+        app="pgbouncer-k8s", relation_id=9, extra_user_roles="superuser,createrole"
+    )
+
+
+def test_ordinary_roles_need_no_decision():
+    planned = plan(
+        app="otherapp",
+        extra_user_roles="createdb,pg_read_all_settings,pg_stat_scan_tables",
+    )
+    assert planned.createdb
+    assert not planned.elevated
 
 
 @pytest.mark.parametrize(
@@ -192,9 +221,9 @@ def test_dangerous_extra_user_roles_are_refused(role: str):
     assert "not allowed" in message
 
 
-def test_superuser_from_an_allowed_app_does_not_open_other_roles():
+def test_superuser_allowed_does_not_open_other_roles():
     assert "pg_read_server_files" in refusal(
-        app="pgbouncer", extra_user_roles="superuser,pg_read_server_files"
+        app="pgbouncer-k8s", relation_id=9, extra_user_roles="superuser,pg_read_server_files"
     )
 
 
@@ -310,3 +339,71 @@ def test_rules_digest_changes_with_the_rules():
     assert client_policy.rules_digest([("a", "relation_2")]) != base
     assert client_policy.rules_digest([("b", "relation_1")]) != base
     assert client_policy.rules_digest([]) != base
+
+
+# -- bounds and ownership ----------------------------------------------------------------------
+
+
+def test_requests_beyond_the_bound_are_refused_naming_the_relation():
+    problems: dict[str, str] = {}
+    many = [request(relation_id=7, request_id=f"{i:016x}", database=f"db{i}") for i in range(100)]
+    kept = client_policy.bounded([*many, request(relation_id=8)], problems)
+    assert len([r for r in kept if r.relation_id == 7]) == client_policy.MAX_REQUESTS_PER_RELATION
+    assert [r.relation_id for r in kept].count(8) == 1
+    assert set(problems) == {"7"}
+    assert "100 requests" in problems["7"]
+
+
+def _claim(
+    plans: list[client_policy.ClientPlan],
+    owners: dict[str, str] | None = None,
+    sharing: dict[str, frozenset[str]] | None = None,
+) -> tuple[list[int], dict[str, str], dict[str, str]]:
+    problems: dict[str, str] = {}
+    kept, owners = client_policy.claim(plans, owners or {}, sharing or {}, problems, "pg")
+    return [p.request.relation_id for p in kept], owners, problems
+
+
+def test_a_database_belongs_to_the_first_application_that_asked():
+    first = plan(app="shop", relation_id=3, database="orders")
+    second = plan(app="evil", relation_id=5, database="orders")
+    kept, owners, problems = _claim([second, first])
+    assert kept == [3]
+    assert owners == {"orders": "shop"}
+    assert "belongs to shop (relation 3)" in problems["5"]
+    assert "shared-databases=orders:shop+evil" in problems["5"]
+
+
+def test_a_database_stays_its_owners_after_its_relations_are_gone():
+    kept, _, problems = _claim([plan(app="evil", relation_id=5)], {"mydb": "shop"})
+    assert kept == []
+    assert "belongs to shop;" in problems["5"]
+
+
+def test_the_same_application_on_another_relation_gets_its_database_back():
+    kept, _, problems = _claim([plan(app="shop", relation_id=9)], {"mydb": "shop"})
+    assert (kept, problems) == ([9], {})
+
+
+def test_sharing_needs_both_applications_listed_for_that_database():
+    plans = [plan(app="shop", relation_id=3), plan(app="reports", relation_id=4)]
+    assert _claim(plans, sharing={"mydb": frozenset({"shop", "reports"})})[0] == [3, 4]
+    assert _claim(plans, sharing={"other": frozenset({"shop", "reports"})})[0] == [3]
+    assert _claim(plans, sharing={"mydb": frozenset({"reports", "x"})})[0] == [3]
+
+
+@pytest.mark.parametrize("major", [14, 15])
+def test_createrole_is_never_offered_before_postgresql_16(major: int):
+    with pytest.raises(client_policy.RequestRefusedError, match="pg_execute_server_program"):
+        client_policy.plan(
+            request(extra_user_roles="createrole"), frozenset(), ALLOWED, "pg", major
+        )
+    assert client_policy.plan(
+        request(extra_user_roles="createdb"), frozenset(), ALLOWED, "pg", major
+    )
+
+
+def test_createrole_on_16_where_allowed():
+    assert client_policy.plan(
+        request(extra_user_roles="createrole"), frozenset(), ALLOWED, "pg", 16
+    ).createrole

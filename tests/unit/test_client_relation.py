@@ -13,6 +13,7 @@ from dpcharmlibs import interfaces
 from ops import testing
 
 import charm
+from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import client_policy, clients
 from tests.unit.builders import (
     APP,
@@ -22,6 +23,7 @@ from tests.unit.builders import (
     container,
     healthy_cluster,
     patroni_yml,
+    peer_app_data,
     peers,
     system_secret,
 )
@@ -231,11 +233,11 @@ def test_v1_request_is_served_once_every_member_acked(
 def test_extra_user_roles_reach_the_database(
     ctx: Ctx, image: dict[str, testing.Mount], served: FakePatroni, database: FakeDatabase
 ):
-    relation = v1_relation(extra_user_roles="CREATEDB,pg_read_all_data")
+    relation = v1_relation(extra_user_roles="CREATEDB,pg_read_all_settings")
     out = serve(ctx, cluster_state(image, relation))
     user = v1_response(out, relation)["username"]
     assert database.attributes[user]["createdb"] is True
-    assert database.attributes[user]["in_roles"] == ("mydb_owner", "pg_read_all_data")
+    assert database.attributes[user]["in_roles"] == ("mydb_owner", "pg_read_all_settings")
 
 
 def test_extra_user_roles_changed_later_reach_the_database(
@@ -256,12 +258,83 @@ def test_extra_user_roles_changed_later_reach_the_database(
     assert database.attributes[user]["createdb"] is True
 
 
-def test_pgbouncer_may_get_superuser(
+def test_superuser_only_where_the_operator_allowed_it_for_this_relation(
     ctx: Ctx, image: dict[str, testing.Mount], served: FakePatroni, database: FakeDatabase
 ):
     relation = v1_relation(app="pgbouncer-k8s", extra_user_roles="superuser")
     out = serve(ctx, cluster_state(image, relation))
-    assert database.attributes[v1_response(out, relation)["username"]]["superuser"] is True
+    assert client_users(database) == set()  # an alias alone is no decision
+    entry = f"pgbouncer-k8s/{relation.id}:superuser"
+    assert out.app_status == ops.BlockedStatus(
+        f"database relation {relation.id}: pgbouncer-k8s: superuser needs an operator's decision:"
+        f" `juju config {APP} client-privileges={entry}` (added to the entries already there)"
+    )
+    out = serve(ctx, dataclasses.replace(out, config={"client-privileges": entry}))
+    user = v1_response(out, relation)["username"]
+    assert database.attributes[user]["superuser"] is True
+    assert peer_app_data(out).client_elevated == [user]
+
+
+def test_a_privilege_taken_back_is_revoked_and_the_sessions_end(
+    ctx: Ctx, image: dict[str, testing.Mount], served: FakePatroni, database: FakeDatabase
+):
+    relation = v1_relation(app="pgbouncer-k8s", extra_user_roles="superuser,pg_read_all_data")
+    entry = f"pgbouncer-k8s/{relation.id}:superuser+pg_read_all_data"
+    out = serve(ctx, cluster_state(image, relation, config={"client-privileges": entry}))
+    user = v1_response(out, relation)["username"]
+    assert database.attributes[user]["superuser"] is True
+
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(out, config={}))
+    assert database.attributes[user]["superuser"] is False
+    assert database.attributes[user]["createrole"] is False
+    assert "pg_read_all_data" not in database.attributes[user]["in_roles"]
+    assert database.sessions_ended == [user]
+    assert peer_app_data(out).client_elevated == []
+    assert out.app_status.name == "blocked"
+    # Refused now: its user goes too (its objects to the database's owner).
+    assert (user, "mydb_owner") in database.dropped
+    # Once taken back, nothing more happens on the next hooks.
+    ctx.run(ctx.on.update_status(), out)
+    assert database.sessions_ended == [user]
+
+
+def test_a_database_of_another_application_is_refused_naming_both(
+    ctx: Ctx, image: dict[str, testing.Mount], served: FakePatroni, database: FakeDatabase
+):
+    shop = v1_relation("orders", app="shop")
+    out = serve(ctx, cluster_state(image, shop))
+    owner_user = v1_response(out, shop)["username"]
+    evil = v1_relation("orders", app="evil", extra_user_roles="createdb")
+    out = serve(ctx, dataclasses.replace(out, relations=[*out.relations, evil]))
+    assert client_users(database) == {owner_user}
+    assert peer_app_data(out).client_databases == {"orders": "shop"}
+    assert out.app_status == ops.BlockedStatus(
+        f"database relation {evil.id}: evil: database orders belongs to shop (relation"
+        f" {shop.id}); to share it: `juju config {APP} shared-databases=orders:shop+evil`"
+    )
+    shared = {"shared-databases": "orders:shop+evil"}
+    out = serve(ctx, dataclasses.replace(out, config=shared))
+    evil_user = v1_response(out, evil)["username"]
+    assert database.attributes[evil_user]["in_roles"] == ("orders_owner",)
+    # Sharing taken back: the other application's user goes, the owner's stays.
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(out, config={}))
+    assert (evil_user, "orders_owner") in database.dropped
+    assert client_users(database) == {owner_user}
+    assert ("orders", evil_user) not in peer_app_data(out).client_rules
+
+
+def test_an_owner_role_someone_else_made_is_not_adopted(
+    ctx: Ctx, image: dict[str, testing.Mount], served: FakePatroni, database: FakeDatabase
+):
+    # A CREATEROLE client on PostgreSQL 16 made the role first: it holds ADMIN on it.
+    database.foreign_roles["orders_owner"] = pglib.RoleInfo(
+        can_login=False, superuser=False, members=("relation_3_aa",), admins=("relation_3_aa",)
+    )
+    shop = v1_relation("orders", app="shop")
+    out = serve(ctx, cluster_state(image, shop))
+    assert "orders" not in database.databases
+    assert client_users(database) == set()
+    assert "role orders_owner exists and was not made by this charm" in str(out.app_status)
 
 
 def test_read_only_endpoint_is_the_primary_without_streaming_replica(
@@ -410,7 +483,7 @@ def test_without_primary_nothing_is_created_until_one_is_elected(
         (v1_relation("postgres", app="evil"), "'postgres' is reserved"),
         (v1_relation("template1", app="evil"), "is reserved"),
         (v1_relation("evil", app="evil", extra_user_roles="superuser"),
-         "may not request SUPERUSER"),
+         "operator's decision"),
         (v0_relation("evil", app="evil", roles="pg_execute_server_program"),
          "'pg_execute_server_program' is not allowed"),
         (v0_relation("evil", app="evil", roles="operator"), "not allowed"),

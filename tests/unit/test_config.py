@@ -487,7 +487,8 @@ def test_option_names() -> None:
         "profile-limit-memory",
         "synchronous-node-count",
         "synchronous-mode-strict",
-        "superuser-clients",
+        "client-privileges",
+        "shared-databases",
         "backup-retention-full",
         "backup-retention-type",
         "backup-schedule-full",
@@ -496,23 +497,60 @@ def test_option_names() -> None:
     } <= names
     assert set(config_options.PARAMETER_OPTIONS) <= names
     assert set(config_options.EXTENSION_OPTIONS) <= names
-    assert len(names) == 10 + len(config_options.PARAMETER_OPTIONS) + len(
+    assert len(names) == 11 + len(config_options.PARAMETER_OPTIONS) + len(
         config_options.EXTENSIONS
     )
 
 
 @pytest.mark.parametrize(
-    ("value", "apps"),
-    [("", set()), ("pgbouncer", {"pgbouncer"}), ("a-1,b", {"a-1", "b"})],
+    ("value", "privileges"),
+    [
+        ("", {}),
+        ("pgbouncer-k8s/7:superuser", {("pgbouncer-k8s", 7): {"superuser"}}),
+        (
+            "a/1:createrole+pg_monitor, b-2/30:pg_read_all_data a/1:superuser",
+            {
+                ("a", 1): {"createrole", "pg_monitor", "superuser"},
+                ("b-2", 30): {"pg_read_all_data"},
+            },
+        ),
+    ],
 )
-def test_superuser_clients(value: str, apps: set[str]) -> None:
-    assert config.load_config({"superuser-clients": value}).superuser_apps == apps
+def test_client_privileges(value: str, privileges: dict[tuple[str, int], set[str]]) -> None:
+    assert config.load_config({"client-privileges": value}).privileges == privileges
 
 
-@pytest.mark.parametrize("value", ["a,,b", "A", "a b", ",a", "a;b", "a,"])
-def test_superuser_clients_rejects_junk(value: str) -> None:
-    with pytest.raises(config.InvalidConfigError, match="superuser-clients"):
-        config.load_config({"superuser-clients": value})
+@pytest.mark.parametrize(
+    "value",
+    [
+        "pgbouncer",  # an alias alone is no decision
+        "pgbouncer:superuser",
+        "pgbouncer/x:superuser",
+        "pgbouncer/7",
+        "pgbouncer/7:createdb",  # not elevated: nobody needs to allow it
+        "pgbouncer/7:pg_execute_server_program",
+        "pgbouncer/7:superuser\n",
+        "pgbouncer/7:superuser;drop",
+        "PGB/7:superuser",
+        "a/7:superuser+",
+    ],
+)
+def test_client_privileges_rejects_junk(value: str) -> None:
+    with pytest.raises(config.InvalidConfigError, match="client-privileges"):
+        config.load_config({"client-privileges": value})
+
+
+def test_shared_databases() -> None:
+    cfg = config.load_config({"shared-databases": "orders:shop+reporting, logs:a+b+c"})
+    assert cfg.sharing == {"orders": {"shop", "reporting"}, "logs": {"a", "b", "c"}}
+
+
+@pytest.mark.parametrize(
+    "value", ["orders", "orders:shop", "orders:shop+", "or ders:a+b", "o:A+b"]
+)
+def test_shared_databases_rejects_junk(value: str) -> None:
+    with pytest.raises(config.InvalidConfigError, match="shared-databases"):
+        config.load_config({"shared-databases": value})
 
 
 @pytest.mark.parametrize("option", ["backup-schedule-full", "backup-schedule-incremental"])

@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # psycopg < 3.3 has no such name at run time
 
 LIBID = "2e0d189c57bd4e2eb0f60de99545b110"
 LIBAPI = 0
-LIBPATCH = 3
+LIBPATCH = 4
 PYDEPS = ["psycopg[binary]>=3.2"]
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -427,6 +427,23 @@ def _wal_segment_number(wal_file: str, segment_size: int) -> int | None:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class RoleInfo:
+    """A role's attributes and the roles that hold it.
+
+    Attributes:
+        can_login: whether the role itself can log in.
+        superuser: whether it is a superuser.
+        members: the roles granted it, sorted.
+        admins: those of ``members`` that may grant it on (ADMIN OPTION), sorted.
+    """
+
+    can_login: bool
+    superuser: bool
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ArchiverStatus:
     """WAL archiving as one server's pg_stat_archiver shows it, with the WAL file it writes.
 
@@ -660,6 +677,50 @@ class PostgreSQL:
         action = "cannot end the sessions of dropped roles"
         with _translate(PostgreSQLTerminateSessionsError, action), self.connect() as conn:
             return _terminate_sessions(conn, _ORPHANED_SESSIONS)
+
+    def terminate_user_sessions(self, user: str) -> int:
+        """End ``user``'s client sessions on the server connected to; return how many.
+
+        For a privilege taken back: a session keeps what it already holds (open cursors,
+        a role it SET) until it ends.
+
+        Raises:
+            PostgreSQLTerminateSessionsError: the sessions could not be listed or signalled.
+        """
+        user = _check_name(user, "user")
+        condition = sql.SQL("a.usename = {}").format(sql.Literal(user))
+        action = f"cannot end the sessions of {user!r}"
+        with _translate(PostgreSQLTerminateSessionsError, action), self.connect() as conn:
+            return _terminate_sessions(conn, condition)
+
+    def describe_role(self, role: str) -> RoleInfo | None:
+        """What ``role`` can do and who holds it (members, with their admin option); None if absent.
+
+        On PostgreSQL 16 a role created by a non-superuser with CREATEROLE is granted to its
+        creator WITH ADMIN OPTION: that shows here as an admin member.
+        """
+        role = _check_name(role, "role")
+        rows = self._rows(
+            "SELECT r.rolcanlogin, r.rolsuper,"
+            " coalesce(array_agg(m.rolname ORDER BY m.rolname)"
+            "  FILTER (WHERE m.rolname IS NOT NULL), '{}'),"
+            " coalesce(array_agg(m.rolname ORDER BY m.rolname)"
+            "  FILTER (WHERE am.admin_option), '{}')"
+            " FROM pg_roles r"
+            " LEFT JOIN pg_auth_members am ON am.roleid = r.oid"
+            " LEFT JOIN pg_roles m ON m.oid = am.member"
+            " WHERE r.rolname = %s GROUP BY r.rolcanlogin, r.rolsuper",
+            (role,),
+        )
+        if not rows:
+            return None
+        can_login, superuser, members, admins = rows[0]
+        return RoleInfo(
+            can_login=bool(can_login),
+            superuser=bool(superuser),
+            members=tuple(str(m) for m in members),
+            admins=tuple(str(m) for m in admins),
+        )
 
     def user_exists(self, user: str) -> bool:
         """Return whether a role named ``user`` exists."""
