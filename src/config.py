@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
+import client_options
 import config_options
 from workload import cron, guc
 
@@ -159,64 +160,13 @@ def _cron(value: str) -> str:
     return value
 
 
-# What only an operator may grant a client (`client-privileges`): each can read or change what
-# other tenants own, or the server itself.
-ELEVATED_PRIVILEGES = frozenset(
-    {
-        "superuser",
-        "createrole",
-        "pg_read_all_data",
-        "pg_write_all_data",
-        "pg_monitor",
-        "pg_read_all_stats",
-    }
-)
-_APP = r"[a-z][a-z0-9-]{0,62}"
-_GRANT = re.compile(rf"({_APP})/([0-9]{{1,9}}):([a-z_]+(?:\+[a-z_]+)*)", re.ASCII)
-_SHARE = re.compile(rf"([A-Za-z_][A-Za-z0-9_-]{{0,62}}):({_APP}(?:\+{_APP})+)", re.ASCII)
-
-
-def _entries(value: str) -> list[str]:
-    return [part for part in re.split(r"[ ,]+", value.strip(" ")) if part]
-
-
-def parse_client_privileges(value: str) -> dict[tuple[str, int], frozenset[str]]:
-    """`app/relation-id:privilege+privilege, ...`; ValueError naming the entry at fault.
-
-    A decision names the relation as well as the application: a new relation (even of an
-    application with the same name) needs a new one.
-    """
-    out: dict[tuple[str, int], frozenset[str]] = {}
-    for entry in _entries(value):
-        match = _GRANT.fullmatch(entry)
-        if match is None:
-            raise ValueError(f"{entry[:40]!r} is not app/relation-id:privilege[+privilege]")
-        privileges = frozenset(match.group(3).split("+"))
-        if unknown := privileges - ELEVATED_PRIVILEGES:
-            raise ValueError(f"unknown privilege {sorted(unknown)[0]!r}")
-        key = (match.group(1), int(match.group(2)))
-        out[key] = out.get(key, frozenset()) | privileges
-    return out
-
-
-def parse_shared_databases(value: str) -> dict[str, frozenset[str]]:
-    """`database:app+app, ...`; ValueError naming the entry at fault."""
-    out: dict[str, frozenset[str]] = {}
-    for entry in _entries(value):
-        match = _SHARE.fullmatch(entry)
-        if match is None:
-            raise ValueError(f"{entry[:40]!r} is not database:app+app")
-        out[match.group(1)] = out.get(match.group(1), frozenset()) | set(match.group(2).split("+"))
-    return out
-
-
 def _client_privileges(value: str) -> str:
-    parse_client_privileges(value)
+    client_options.parse_client_privileges(value)
     return value
 
 
 def _shared_databases(value: str) -> str:
-    parse_shared_databases(value)
+    client_options.parse_shared_databases(value)
     return value
 
 
@@ -267,12 +217,12 @@ class CharmConfig(_GeneratedOptions):
     @property
     def privileges(self) -> dict[tuple[str, int], frozenset[str]]:
         """Elevated privileges the operator allowed, by (application, relation id)."""
-        return parse_client_privileges(self.client_privileges)
+        return client_options.parse_client_privileges(self.client_privileges)
 
     @property
     def sharing(self) -> dict[str, frozenset[str]]:
         """Applications allowed to share each database, by database."""
-        return parse_shared_databases(self.shared_databases)
+        return client_options.parse_shared_databases(self.shared_databases)
 
     @pydantic.field_validator("profile_limit_memory")
     @classmethod

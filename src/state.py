@@ -9,11 +9,12 @@ from collections.abc import Mapping
 import ops
 
 import config
+import config_options
 import k8s
 import peers
 from relations import database
 from relations import s3 as s3_relation
-from workload import internal_tls, layout, patroni, system
+from workload import guc, internal_tls, layout, patroni, system
 
 logger = logging.getLogger(__name__)
 
@@ -228,14 +229,60 @@ def _client_requests(model: ops.Model, is_leader: bool) -> ClientRequests:
     return ClientRequests(tuple(requests), tuple(problems), ids)
 
 
+# Options whose valid values the image decides (its tzdata, locales, stack limit, major).
+_IMAGE_OPTIONS = frozenset(
+    {
+        "request-time-zone",
+        "memory-max-stack-depth",
+        *(f"response-lc-{c}" for c in ("messages", "monetary", "numeric", "time")),
+        *config_options.INTRODUCED_IN,
+    }
+)
+
+
+def _exec_lines(container: ops.Container, argv: list[str]) -> list[str]:
+    process = container.exec(
+        argv, user=layout.WORKLOAD_USER, group=layout.WORKLOAD_GROUP, timeout=60
+    )
+    out, _ = process.wait_output()
+    return out.splitlines()
+
+
+def _image_facts(container: ops.Container, major: int) -> guc.ImageFacts | None:
+    """What the workload image accepts, read in its container; None if it cannot be read."""
+    try:
+        zones = _exec_lines(
+            container, ["find", "-L", "/usr/share/zoneinfo", "-type", "f", "-printf", "%P\\n"]
+        )
+        locales = _exec_lines(container, ["locale", "-a"])
+        stack = _exec_lines(container, ["sh", "-c", "ulimit -s"])
+    except ops.pebble.Error as e:  # ExecError included
+        logger.warning("cannot read what the image accepts: %s", type(e).__name__)
+        return None
+    limit = stack[0].strip() if stack else ""
+    return guc.ImageFacts(
+        time_zones=guc.zone_names(zones),
+        locales=guc.locale_names(locales),
+        stack_limit_kb=int(limit) if limit.isdigit() else None,
+        major=major,
+    )
+
+
 def _config(
-    model: ops.Model, facts: ContainerFacts
+    model: ops.Model, container: ops.Container, facts: ContainerFacts
 ) -> tuple[config.CharmConfig | None, config.InvalidConfigError | None]:
-    """The config, checked against the container's memory too."""
+    """The config, checked against the container's memory and, where it decides, its image.
+
+    The image is asked only when an option it decides is set: an idle hook runs no command.
+    """
     try:
         cfg = config.load_config(dict(model.config))
         if facts.can_connect:
             config.postgresql_parameters(cfg, facts.memory_bytes)
+        if facts.pg_major is not None and _IMAGE_OPTIONS & set(cfg.parameter_options()):
+            image = _image_facts(container, facts.pg_major)
+            if image is not None:
+                config.check_image(cfg, image)
     except config.InvalidConfigError as e:
         return None, e
     return cfg, None
@@ -251,7 +298,7 @@ def read(
     relation = model.get_relation(peers.RELATION)
     peer_data = peers.load(relation, model.app)
     facts = _container_facts(container)
-    cfg, error = _config(model, facts)
+    cfg, error = _config(model, container, facts)
     pod_ip = _pod_ip(model)
     users = _secret_content(model, peer_data.system_users_secret, USERS_SECRET_LABEL)
     is_leader = model.unit.is_leader()

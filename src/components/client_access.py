@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 
-import config
+import client_options
 import config_options
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import client_policy
@@ -156,7 +156,9 @@ def take_back(db: pglib.PostgreSQL, user: str) -> None:
     """Remove every elevated privilege from a client user and end its sessions."""
     logger.info("taking elevated privileges back from %s", user)
     db.create_user(user, None, superuser=False, createrole=False, createdb=False)
-    db.revoke_roles(user, sorted(client_policy.PREDEFINED_ROLES & config.ELEVATED_PRIVILEGES))
+    db.revoke_roles(
+        user, sorted(client_policy.PREDEFINED_ROLES & client_options.ELEVATED_PRIVILEGES)
+    )
     db.terminate_user_sessions(user)
 
 

@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-import config
+import client_options
 import config_options
 from relations.database import ClientRequest
 
@@ -57,7 +57,7 @@ class ClientPlan:
         """Whether the plan grants anything only an operator may allow."""
         granted = {*self.roles, *(("superuser",) if self.superuser else ())}
         granted |= {"createrole"} if self.createrole else set()
-        return bool(granted & config.ELEVATED_PRIVILEGES)
+        return bool(granted & client_options.ELEVATED_PRIVILEGES)
 
 
 def user_name(request: ClientRequest) -> str:
@@ -118,7 +118,7 @@ def check_roles(
 ) -> tuple[frozenset[str], tuple[str, ...]]:
     """Attributes and predefined roles of `extra-user-roles`, or RequestRefusedError.
 
-    An elevated privilege (config.ELEVATED_PRIVILEGES) is granted only where the operator
+    An elevated privilege (client_options.ELEVATED_PRIVILEGES) is granted only where the operator
     allowed it for this very relation (`allowed`); CREATEROLE never before PostgreSQL 16.
     """
     attributes: set[str] = set()
@@ -131,7 +131,7 @@ def check_roles(
                 f"createrole is not offered on PostgreSQL {server_major}: it could grant itself"
                 " pg_execute_server_program and change other roles' passwords"
             )
-        if value in config.ELEVATED_PRIVILEGES and value not in allowed:
+        if value in client_options.ELEVATED_PRIVILEGES and value not in allowed:
             entry = f"{request.app}/{request.relation_id}:{value}"
             raise RequestRefusedError(
                 f"{value} needs an operator's decision: `juju config {provider}"

@@ -486,3 +486,44 @@ def test_departing_member_tags_itself_out_of_the_synchronous_set(
     tags = patroni_yml(ctx, out)["tags"]
     assert tags["nosync"] is True
     assert tags["nofailover"] is True
+
+
+IMAGE_EXECS = {
+    testing.Exec(["chown"]),
+    testing.Exec(["chmod"]),
+    testing.Exec(["find", "-L", "/usr/share/zoneinfo"], stdout="Europe/Paris\nUTC\nEtc/UTC\n"),
+    testing.Exec(["locale", "-a"], stdout="C\nC.utf8\nPOSIX\n"),
+    testing.Exec(["sh", "-c", "ulimit -s"], stdout="8192\n"),
+}
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("request-time-zone", "Europe/Nowhere"),  # PostgreSQL would read a fixed offset
+        ("response-lc-monetary", "fr_FR.UTF-8"),  # not generated in this image
+        ("memory-max-stack-depth", 8000),  # over the container's 8 MB stack less 512 kB
+    ],
+)
+def test_a_value_the_image_refuses_blocks_and_changes_nothing(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni, option: str, value: Any
+):
+    healthy_cluster(patroni)
+    state = deployed(image, config={option: value})
+    state = dataclasses.replace(state, containers=[container(image, execs=IMAGE_EXECS)])
+    out = ctx.run(ctx.on.config_changed(), state)
+    assert out.unit_status.name == "blocked"
+    assert option in out.unit_status.message
+    assert not conf_path(ctx, out, layout.PATRONI_CONF).exists()
+    assert not patroni.writes()
+
+
+def test_a_value_the_image_has_is_applied(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    state = deployed(image, config={"request-time-zone": "Europe/Paris"})
+    state = dataclasses.replace(state, containers=[container(image, execs=IMAGE_EXECS)])
+    out = ctx.run(ctx.on.config_changed(), state)
+    assert out.unit_status.name == "active"
+    assert patroni.config["postgresql"]["parameters"]["TimeZone"] == "Europe/Paris"

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from dpcharmlibs import interfaces
 
-import config
+import client_options
 from components import client_policy
 from relations.database import ClientRequest
 
 # The operator's decisions in these tests: relation 7 of myapp may have every elevated privilege,
 # relation 9 of pgbouncer-k8s superuser only.
 ALLOWED = {
-    ("myapp", 7): frozenset(config.ELEVATED_PRIVILEGES),
+    ("myapp", 7): frozenset(client_options.ELEVATED_PRIVILEGES),
     ("pgbouncer-k8s", 9): frozenset({"superuser"}),
 }
 
@@ -160,7 +160,7 @@ def test_superuser_where_the_operator_allowed_it(roles: str):
     assert planned.elevated
 
 
-@pytest.mark.parametrize("privilege", sorted(config.ELEVATED_PRIVILEGES))
+@pytest.mark.parametrize("privilege", sorted(client_options.ELEVATED_PRIVILEGES))
 @pytest.mark.parametrize(
     ("app", "relation_id"),
     # Another application; the same name on another relation; no decision at all.
