@@ -93,7 +93,10 @@ def test_another_application_asking_for_that_database_gets_nothing(juju: LocalBa
 def test_sharing_is_an_operator_decision(juju: LocalBackend):
     juju.config(APP, {"shared-databases": "orders:shop+intruder"})
     served(juju, INTRUDER)
-    assert query(juju, INTRUDER, "SELECT count(*) FROM items", database="orders") == "1"
+    # The same database; each one's tables stay its own unless granted (or made as the owner
+    # role, `SET ROLE orders_owner`).
+    assert query(juju, INTRUDER, "SELECT current_database()") == "orders"
+    query(juju, INTRUDER, "CREATE TABLE notes (id int)")
     # Taken back: the relation is refused again and its user is gone, sessions and all.
     juju.config(APP, {"shared-databases": ""})
     relation_id, message = refusal(juju, INTRUDER)
