@@ -13,8 +13,8 @@ import re
 import psycopg
 import pytest
 
-from substrate.backend import ActionFailedError
-from substrate.local import LocalBackend
+from substrate.backends.backend import ActionFailedError
+from substrate.backends.local import LocalBackend
 from tests.e2e.helpers import APP, connect, password, roles_settled, wait
 
 pytestmark = pytest.mark.e2e
