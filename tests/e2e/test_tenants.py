@@ -160,13 +160,18 @@ def test_superuser_only_by_decision_and_taken_back_with_its_sessions(juju: Local
 
     juju.config(APP, {"client-privileges": ""})
     refusal(juju, BOUNCER)
+    # Refused from now on: the role loses SUPERUSER and then goes altogether.
     wait(
         lambda: (
-            catalog(juju, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{user}'") == [(False,)]
+            catalog(juju, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{user}'")
+            in ([], [(False,)])
         ),
         60,
-        "rolsuper false",
+        "no superuser any more",
     )
+    assert catalog(
+        juju, "SELECT count(*) FROM pg_roles WHERE rolsuper AND rolname LIKE 'relation%'"
+    ) == [(0,)]
 
     def ended() -> bool:
         try:
