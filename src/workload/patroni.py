@@ -89,18 +89,34 @@ def render_hba(rules: Sequence[HbaRule]) -> list[str]:
     return [line for rule in rules for line in rule.render()]
 
 
-def system_hba() -> list[HbaRule]:
-    """The system users' rules: what each needs to reach, from where."""
+LOOPBACK = ("127.0.0.1/32", "::1/128")
+
+
+def _host(address: str) -> str:
+    """One address as a pg_hba network of itself."""
+    return f"{address}/128" if ":" in address else f"{address}/32"
+
+
+def system_hba(peers: Sequence[str] | None = None) -> list[HbaRule]:
+    """The system users' rules: what each needs to reach, from where.
+
+    Replication and pg_rewind come from the members (`peers`: every member's address, this one
+    included; None for every network, when the members are not known); the exporter from this
+    pod's loopback; pgBackRest through the socket only. The operator (the superuser Patroni and
+    the charm log in as) may come from anywhere, like an administrator would.
+    """
     local = {"connection_type": "local", "address": ""}
+    members = [_host(a) for a in sorted(set(peers))] if peers is not None else ["all-networks"]
+    replication = layout.SystemUser.REPLICATION.value
+    rewind = layout.SystemUser.REWIND.value
     return [
         HbaRule("all", layout.SystemUser.OPERATOR.value, **local),
         HbaRule("all", layout.SystemUser.MONITORING.value, **local),
-        # pgBackRest reaches its own member's server through the socket only.
         HbaRule("all", layout.SystemUser.BACKUP.value, **local),
-        HbaRule("replication", layout.SystemUser.REPLICATION.value),
+        *(HbaRule("replication", replication, address=m) for m in members),
         HbaRule("all", layout.SystemUser.OPERATOR.value),
-        HbaRule("all", layout.SystemUser.REWIND.value),
-        HbaRule("all", layout.SystemUser.MONITORING.value),
+        *(HbaRule("all", rewind, address=m) for m in members),
+        *(HbaRule("all", layout.SystemUser.MONITORING.value, address=a) for a in LOOPBACK),
     ]
 
 

@@ -271,9 +271,36 @@ def test_system_hba_rules():
         "host all operator ::0/0 scram-sha-256",
         "host all rewind 0.0.0.0/0 scram-sha-256",
         "host all rewind ::0/0 scram-sha-256",
-        "host all monitoring 0.0.0.0/0 scram-sha-256",
-        "host all monitoring ::0/0 scram-sha-256",
+        "host all monitoring 127.0.0.1/32 scram-sha-256",
+        "host all monitoring ::1/128 scram-sha-256",
     ]
+
+
+def test_each_system_user_reaches_only_what_it_needs_from_where_it_needs():
+    lines = patroni.render_hba(patroni.system_hba(["10.1.0.12", "10.1.0.11", "fd00::3"]))
+    by_user: dict[str, list[str]] = {}
+    for line in lines:
+        fields = line.split()
+        user = fields[2]
+        by_user.setdefault(user, []).append(" ".join(fields[:2] + fields[3:-1]))
+    assert by_user == {
+        # Patroni and the charm log in as the operator: locally and, like an administrator,
+        # from anywhere.
+        "operator": ["local all", "host all 0.0.0.0/0", "host all ::0/0"],
+        # Streaming replication and pg_rewind: from the members only.
+        "replication": [
+            "host replication 10.1.0.11/32",
+            "host replication 10.1.0.12/32",
+            "host replication fd00::3/128",
+        ],
+        "rewind": ["host all 10.1.0.11/32", "host all 10.1.0.12/32", "host all fd00::3/128"],
+        # The exporter, from its own pod: the socket or loopback.
+        "monitoring": ["local all", "host all 127.0.0.1/32", "host all ::1/128"],
+        # pgBackRest: the socket only.
+        "backup": ["local all"],
+    }
+    # Replication never on any other database line, rewind never on replication.
+    assert not any(" replication " in line and " rewind " in line for line in lines)
 
 
 def test_system_hba_keeps_backup_on_the_socket():
