@@ -8,6 +8,7 @@ import secrets
 
 import ops
 
+from actions.params import BackupParams, RestoreParams, parse
 from components import Io, backups
 from peers import RestoreState
 from state import Snapshot
@@ -70,11 +71,14 @@ def _record(s: Snapshot, io: Io, field: str, kind: str, at: str) -> Snapshot:
 
 def create_backup(event: ops.ActionEvent, s: Snapshot, io: Io) -> None:
     """Take a backup now."""
+    params = parse(event, BackupParams)
+    if params is None:
+        return
     error = _ready_error(s)
     if error:
         event.fail(error)
         return
-    kind = str(event.params.get("type", "full"))
+    kind = params.type
     event.log(f"taking a {kind} backup")
     try:
         taken = _backup(s, io, kind, f"action on {s.unit_name}")
@@ -131,14 +135,13 @@ def restore_target(params: dict[str, object], stanza: pgbackrest.StanzaInfo) -> 
     return {"target-time": moment.isoformat()}
 
 
-def restore(event: ops.ActionEvent, s: Snapshot, io: Io) -> Snapshot | None:
-    """Leader: start a restore across the application; the snapshot to reconcile."""
-    if not s.is_leader:
-        event.fail("restore must run on the leader unit")
-        return None
-    error = _ready_error(s, restoring=True)
-    if error:
-        event.fail(error)
+def _restore_request(event: ops.ActionEvent, s: Snapshot, io: Io) -> RestoreState | None:
+    """The restore the action asks for, checked; None after failing the action saying why."""
+    params = parse(event, RestoreParams)
+    error = _ready_error(s, restoring=True) if params is not None else None
+    if params is None or error:
+        if error:
+            event.fail(error)
         return None
     try:
         stanza = backups.info(io.container, s)
@@ -149,13 +152,23 @@ def restore(event: ops.ActionEvent, s: Snapshot, io: Io) -> Snapshot | None:
         event.fail("the repository has no stanza for this cluster")
         return None
     try:
-        target = restore_target(dict(event.params), stanza)
+        target = restore_target(params.model_dump(by_alias=True), stanza)
     except ValueError as e:
         event.fail(str(e))
         return None
-    request = RestoreState.model_validate(
+    return RestoreState.model_validate(
         {"id": secrets.token_hex(4), "started": _utc_now().isoformat(), **target}
     )
+
+
+def restore(event: ops.ActionEvent, s: Snapshot, io: Io) -> Snapshot | None:
+    """Leader: start a restore across the application; the snapshot to reconcile."""
+    if not s.is_leader:
+        event.fail("restore must run on the leader unit")
+        return None
+    request = _restore_request(event, s, io)
+    if request is None:
+        return None
     event.set_results(
         {"restore-id": request.id, "message": "restore started: follow `juju status`"}
     )

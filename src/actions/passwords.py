@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ops
 
+from actions.params import PasswordParams, parse
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import Io, system_users
 from state import Snapshot
@@ -14,13 +15,8 @@ _NOT_YET = "the system users do not exist yet: wait for the leader to create the
 
 def _user(event: ops.ActionEvent) -> layout.SystemUser | None:
     """The system user the action names (operator by default); fails the action if unknown."""
-    name = str(event.params.get("username", layout.SystemUser.OPERATOR.value))
-    try:
-        return layout.SystemUser(name)
-    except ValueError:
-        names = ", ".join(u.value for u in layout.SystemUser)
-        event.fail(f"unknown username {name!r}: use one of {names}")
-        return None
+    params = parse(event, PasswordParams)
+    return params.user if params is not None else None
 
 
 def get_password(event: ops.ActionEvent, s: Snapshot, io: Io) -> None:
@@ -45,7 +41,8 @@ def set_password(event: ops.ActionEvent, s: Snapshot, io: Io) -> Snapshot | None
     if not s.is_leader:
         event.fail("set-password must run on the leader unit")
         return None
-    password = str(event.params.get("password") or system_users.generate_password())
+    params = parse(event, PasswordParams)
+    password = (params.password if params else None) or system_users.generate_password()
     try:
         system_users.validate_password(password)
     except system_users.InvalidPasswordError as e:

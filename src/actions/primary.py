@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ops
 
+from actions.params import PromoteParams, parse
 from components import Io
 from state import Snapshot
 from workload import patroni_client as rest
@@ -25,10 +26,22 @@ def get_primary(event: ops.ActionEvent, s: Snapshot, io: Io) -> None:
 
 
 def promote_to_primary(event: ops.ActionEvent, s: Snapshot, io: Io) -> None:
-    """Switch over to this unit, a synchronous standby of a healthy cluster."""
+    """Switch over to this unit, a synchronous standby of a healthy cluster (or, forced, fail over).
+
+    A forced promotion is a failover for a cluster without a healthy primary.
+    """
+    params = parse(event, PromoteParams)
+    if params is None:
+        return
+    if params.force:
+        _force(event, s, io)
+        return
     status, me = s.cluster, s.member
     if status is None or status.leader is None:
-        event.fail("no primary, or Patroni is not reachable: nothing to switch over")
+        event.fail(
+            "no primary, or Patroni is not reachable: nothing to switch over (force=true fails"
+            " over to this unit)"
+        )
         return
     if status.leader.name == me:
         event.fail("this unit is already the primary")
@@ -43,3 +56,26 @@ def promote_to_primary(event: ops.ActionEvent, s: Snapshot, io: Io) -> None:
         event.fail(f"switchover refused: {e}")
         return
     event.set_results({"primary": unit_name(me)})
+
+
+def _force(event: ops.ActionEvent, s: Snapshot, io: Io) -> None:
+    """A failover to this unit, refused while a healthy primary exists."""
+    status, me = s.cluster, s.member
+    leader = status.leader if status else None
+    if leader is not None and leader.is_healthy:
+        event.fail(
+            f"{unit_name(leader.name)} is a healthy primary: run promote-to-primary without"
+            " force (a switchover loses nothing)"
+        )
+        return
+    try:
+        io.patroni(s).failover(me)
+    except rest.PatroniError as e:
+        event.fail(f"failover refused: {e}")
+        return
+    event.set_results(
+        {
+            "primary": unit_name(me),
+            "warning": "forced: transactions this unit had not received are lost",
+        }
+    )

@@ -217,6 +217,17 @@ class PatroniClient:
             read_timeout=OPERATION_TIMEOUT,
         )
 
+    def failover(self, candidate: str) -> None:
+        """POST /failover: make `candidate` the leader without a healthy one (200 on success).
+
+        Transactions the candidate did not receive are lost: only for a cluster whose primary
+        is gone. Raises PatroniRequestError when Patroni refuses (412: the candidate cannot
+        take over, e.g. in synchronous mode it is not synchronous) or fails (503).
+        """
+        self._request(
+            "POST", "/failover", {"candidate": candidate}, read_timeout=OPERATION_TIMEOUT
+        )
+
     def wait_for(
         self,
         predicate: Callable[[ClusterStatus], bool],

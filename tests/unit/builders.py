@@ -159,6 +159,16 @@ class FakePatroni:
         candidate["state"], leader["state"] = "running", "streaming"
         return 200, f'Successfully switched over to "{candidate["name"]}"'
 
+    def _post_failover(self, url: str, body: Any) -> tuple[int, Any]:
+        candidate = next((m for m in self.members if m["name"] == body.get("candidate")), None)
+        if candidate is None:
+            return 412, "failover is not possible: candidate is not a member"
+        for member in self.members:
+            if member["role"] == "leader":
+                member["role"], member["state"] = "replica", "stopped"
+        candidate["role"], candidate["state"] = "leader", "running"
+        return 200, f'Successfully failed over to "{candidate["name"]}"'
+
 
 def healthy_cluster(patroni: FakePatroni, leader: int = 0, sync: int = 1, units: int = 3) -> None:
     """Every unit a running member: one leader, one synchronous standby, the rest replicas."""

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from ops import testing
 
+from actions import params as params_module
 from actions import passwords
 from tests.unit.builders import (
     APP,
@@ -59,7 +60,8 @@ def test_unknown_username_fails_the_action():
 
     event = Event()
     assert passwords._user(event) is None  # type: ignore[arg-type]
-    assert "unknown username 'postgres'" in event.messages[0]
+    assert "invalid parameter username" in event.messages[0]
+    assert "'operator'" in event.messages[0]
 
 
 # -- set-password ------------------------------------------------------------------------------
@@ -230,3 +232,82 @@ def test_promote_refused_by_patroni(ctx: Ctx, image: Mounts, patroni: FakePatron
 def test_promote_without_patroni_fails(ctx: Ctx, image: Mounts, patroni: FakePatroni):
     patroni.reachable = False
     assert "not reachable" in run_failing(ctx, "promote-to-primary", deployed(image), scope="unit")
+
+
+# -- promote-to-primary force=true: a failover ------------------------------------------------
+
+
+def test_forced_promotion_fails_over_when_the_primary_is_gone(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni
+):
+    healthy_cluster(patroni, leader=1, sync=0)
+    patroni.member(f"{APP}-1").update(state="stopped")  # its pod is gone
+    ctx.run(
+        ctx.on.action("promote-to-primary", params={"force": True}), deployed(image, leader=False)
+    )
+    assert ctx.action_results is not None
+    assert ctx.action_results["primary"] == f"{APP}/0"
+    assert "lost" in ctx.action_results["warning"]
+    assert ("POST", "/failover", {"candidate": f"{APP}-0"}) in patroni.calls
+    assert patroni.member(f"{APP}-0")["role"] == "leader"
+
+
+def test_forced_promotion_refused_while_a_healthy_primary_exists(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni
+):
+    healthy_cluster(patroni, leader=1, sync=0)
+    message = run_failing(ctx, "promote-to-primary", deployed(image, leader=False), force=True)
+    assert f"{APP}/1 is a healthy primary" in message
+    assert "without force" in message
+    assert not patroni.writes()
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "where"),
+    [
+        ("promote-to-primary", {"scope": "cluster"}, "scope"),
+        ("create-backup", {"type": "weekly"}, "type"),
+        ("get-password", {"username": "postgres"}, "username"),
+        ("set-password", {"username": "superuser"}, "username"),
+        ("restore", {"backup-id": "x" * 65}, "backup-id"),
+    ],
+)
+def test_bad_action_parameters_fail_the_action_and_change_nothing(
+    ctx: Ctx,
+    image: Mounts,
+    patroni: FakePatroni,
+    action: str,
+    params: dict[str, object],
+    where: str,
+):
+    healthy_cluster(patroni)
+    message = run_failing(ctx, action, deployed(image), **params)
+    assert message.startswith(f"invalid parameter {where}")
+    assert not patroni.writes()
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "where"),
+    [
+        # What Juju's schema refuses first; the charm refuses it on its own too.
+        (params_module.PromoteParams, {"force": "yes"}, "force"),
+        (params_module.BackupParams, {"type": 1}, "type"),
+        (params_module.PasswordParams, {"password": 12345678}, "password"),
+        (params_module.RestoreParams, {"latest": "true"}, "latest"),
+        (params_module.RestoreParams, {"unknown": 1}, "unknown"),
+    ],
+)
+def test_parameters_of_the_wrong_type_fail_the_action(
+    model: type[params_module.pydantic.BaseModel], params: dict[str, object], where: str
+):
+    class Event:
+        def __init__(self) -> None:
+            self.params = params
+            self.messages: list[str] = []
+
+        def fail(self, message: str) -> None:
+            self.messages.append(message)
+
+    event = Event()
+    assert params_module.parse(event, model) is None  # type: ignore[arg-type]
+    assert event.messages[0].startswith(f"invalid parameter {where}")
