@@ -119,9 +119,10 @@ def apply_unit(workload: Workload, unit: goal.UnitGoal) -> None:
     if unit.hold:
         return
     replanned = workload.apply_layer(unit.layer)
-    running = workload.is_running(layout.SERVICE_POSTGRESQL)
-    if patroni.CONF_PATH in changed and not replanned and running:
-        # SIGHUP makes Patroni re-read patroni.yml and needs no REST credentials.
+    # A replan restarts only the services whose definition changed (the exporter's, say), so a
+    # changed patroni.yml is always a reload: SIGHUP makes Patroni re-read it (pg_hba included)
+    # and needs no REST credentials. Harmless right after a start.
+    if patroni.CONF_PATH in changed and workload.is_running(layout.SERVICE_POSTGRESQL):
         workload.container.send_signal("SIGHUP", layout.SERVICE_POSTGRESQL)
     if unit.replan and not replanned:
         workload.container.replan()
