@@ -33,13 +33,53 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINER = "postgresql"
-POD_PEBBLE_DIR = "/run/pebble"
-POD_SOCKET = f"{POD_PEBBLE_DIR}/.pebble.socket"
+# Juju mounts a directory of its own at /charm/container in each workload container and runs
+# Pebble with PEBBLE_SOCKET=/charm/container/pebble.socket (PEBBLE=/charm/container/pebble).
+POD_PEBBLE_DIR = "/charm/container"
+POD_SOCKET = f"{POD_PEBBLE_DIR}/pebble.socket"
 WORKLOAD_PATH = "/usr/local/bin:/opt/postgresql-k8s/workload/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Kubernetes gives a terminating pod 30 s before SIGKILL; Patroni's kill-delay is 30 s too.
 GRACE_PERIOD = 40.0
 # Juju's default is 5 minutes; scenarios want the charm to look around more often.
 UPDATE_STATUS_INTERVAL = 15.0
+
+
+def start_pebble(
+    pod: pods.Pod,
+    log: Path,
+    dcs_url: str | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> tuple[processes.PodProcess, Path]:
+    """Run the Pebble-compatible daemon as the pod's entrypoint, as Juju does; (process, socket).
+
+    As in a Juju workload container: the socket is POD_SOCKET (Pebble's directory is private to
+    the pod), services inherit PEBBLE_SOCKET, and `pebble` (the substrate's CLI) is on PATH.
+    `environment` adds to the daemon's, as an image's ENV would. Returns the host path of the
+    socket once it accepts connections.
+    """
+    shim = pod.host_path("/usr/local/bin/pebble")
+    shutil.copyfile(REPO / "substrate" / "pebble" / "cli.py", shim)
+    text = shim.read_text()
+    shim.write_text("#!/usr/bin/python3 -I\n" + text)
+    shim.chmod(0o755)
+    pythonpath = ":".join(str(p) for p in (REPO, REPO / "src", REPO / "lib"))
+    env = {"PYTHONPATH": pythonpath, "PATH": WORKLOAD_PATH, "LANG": "C.UTF-8"}
+    env |= dict(environment or {})
+    argv = [
+        sys.executable,
+        *("-m", "substrate.pebble.daemon"),
+        *("--socket", POD_SOCKET, "--state-dir", f"{POD_PEBBLE_DIR}/pebble", "--hold"),
+        *(("--dcs-etcd3", dcs_url) if dcs_url else ()),
+    ]
+    pod.bind_private_dir(POD_PEBBLE_DIR)
+    pebble = pod.run(argv, env=env, log_path=log)
+    socket = pod.host_path(POD_SOCKET)
+    deadline = time.monotonic() + 15
+    while not socket.exists():
+        if pebble.poll() is not None or time.monotonic() > deadline:
+            raise BackendError(f"Pebble did not start in pod {pod.name}: see {log}")
+        time.sleep(0.05)
+    return pebble, socket
 
 
 def _load_postgresql_charm() -> tuple[type[ops.CharmBase], Path]:
@@ -141,28 +181,8 @@ class LocalBackend:
         app = unit.split("/", maxsplit=1)[0]
         name = unit.replace("/", "-")
         pod = self.substrate.add_pod(name, hostnames=(f"{name}.{app}-endpoints",))
-        shim = pod.dir / "bin" / "pebble"
-        shutil.copyfile(REPO / "substrate" / "pebble" / "cli.py", shim)
-        text = shim.read_text()
-        shim.write_text("#!/usr/bin/python3 -I\n" + text)
-        shim.chmod(0o755)
-        pythonpath = ":".join(str(p) for p in (REPO, REPO / "src", REPO / "lib"))
-        env = {"PYTHONPATH": pythonpath, "PATH": WORKLOAD_PATH, "LANG": "C.UTF-8"}
-        argv = [
-            sys.executable,
-            *("-m", "substrate.pebble.daemon"),
-            *("--socket", POD_SOCKET, "--state-dir", f"{POD_PEBBLE_DIR}/state", "--hold"),
-            *("--dcs-etcd3", self.etcd.url),
-        ]
-        pod.make_dir(POD_PEBBLE_DIR, mode=0o755, owner="root", group="root")
         log = self.substrate.run_dir / f"pebble-{name}.log"
-        pebble = pod.run(argv, env=env, log_path=log)
-        socket = pod.host_path(POD_SOCKET)
-        deadline = time.monotonic() + 15
-        while not socket.exists():
-            if pebble.poll() is not None or time.monotonic() > deadline:
-                raise BackendError(f"Pebble did not start in pod {name}: see {log}")
-            time.sleep(0.05)
+        pebble, socket = start_pebble(pod, log, dcs_url=self.etcd.url)
         unit_pod = _UnitPod(unit, pod, pebble, socket)
         unit_pod.watcher = threading.Thread(
             target=self._watch, args=(unit_pod,), name=f"watch-{name}", daemon=True
