@@ -324,11 +324,13 @@ def services(
     cfg = state.config
     full = cfg.backup_schedule_full if cfg else ""
     incremental = cfg.backup_schedule_incremental if cfg else ""
-    if state.is_leader and server and (full or incremental):
-        workload.write(scheduler.SCRIPT_PATH, scheduler.script(), 0o755)
-        workload.write(scheduler.SCHEDULE_PATH, scheduler.schedule_file(full, incremental), 0o600)
-        layer[scheduler.SERVICE] = scheduler.service()
-    else:
-        layer[scheduler.SERVICE] = {**scheduler.service(), "startup": "disabled"}
+    scheduled = state.is_leader and server and bool(full or incremental)
+    # Written on every unit, empty unless scheduled: a removed schedule or a lost leadership
+    # leaves cron no job even while it still runs (Pebble restarts a running service whose
+    # definition changed, whatever its startup).
+    schedules = (full, incremental) if scheduled else ("", "")
+    for path, (text, mode) in scheduler.files(*schedules).items():
+        workload.write(path, text, mode)
+    layer[scheduler.SERVICE] = scheduler.service(enabled=scheduled)
     digest = settings_digest(state, s3.settings) if server and s3.settings else ""
     return layer, digest

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 import config_options
-from workload import cron
+from workload import scheduler
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -135,7 +135,7 @@ def _cron(value: str) -> str:
     """A cron schedule (5 fields, UTC), or empty for none."""
     value = value.strip()
     if value:
-        error = cron.validate(value)
+        error = scheduler.validate(value)
         if error:
             raise ValueError(error)
     return value

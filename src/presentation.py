@@ -12,7 +12,7 @@ from charms.postgresql_k8s.v0 import postgresql as pglib
 from config import CharmConfig
 from relations.s3 import S3State
 from state import PeerAppData
-from workload import cron, layout, patroni
+from workload import layout, patroni, scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _missed(
 ) -> ops.StatusBase | None:
     if not schedule:
         return None
-    due = cron.parse(schedule).previous_at_or_before(now - MISSED_GRACE)
+    due = scheduler.last_due(schedule, now - MISSED_GRACE)
     last = data.backup_succeeded.get(kind)
     if last is not None and datetime.datetime.fromisoformat(last) >= due:
         return None

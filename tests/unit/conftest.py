@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import posixpath
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +24,7 @@ import k8s
 import system_users
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from state import PeerAppData
-from workload import internal_tls, layout, patroni_client, pgbackrest
+from workload import internal_tls, layout, patroni_client, pgbackrest, scheduler
 
 APP = "postgresql-k8s"
 
@@ -301,14 +302,17 @@ def ctx(
 
 @pytest.fixture
 def image(tmp_path: Path) -> dict[str, testing.Mount]:
-    """The image's /usr/lib/postgresql holding PostgreSQL 16, and the workload's home, which
-    persists across runs like a pod's filesystem (ops.testing wipes anything else)."""
+    """The image's /usr/lib/postgresql holding PostgreSQL 16, its cron spool, and the workload's
+    home, which persist across runs like a pod's filesystem (ops.testing wipes anything else)."""
     root = tmp_path / "image-pg"
     (root / "16" / "bin").mkdir(parents=True)
     (tmp_path / "home").mkdir()
+    (tmp_path / "crontabs").mkdir()
+    spool = posixpath.dirname(scheduler.CRONTAB_PATH)
     return {
         "image": testing.Mount(location=layout.PG_BASE_DIR, source=root),
         "home": testing.Mount(location=layout.HOME, source=tmp_path / "home"),
+        "cron": testing.Mount(location=spool, source=tmp_path / "crontabs"),
     }
 
 
