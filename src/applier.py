@@ -87,6 +87,24 @@ class Workload:
         self.container.replan()
         return True
 
+    def stop_disabled(self, layer: ops.pebble.LayerDict) -> None:
+        """Stop the layer's disabled services that still run.
+
+        A replan starts what is enabled and restarts what changed, whatever its startup says:
+        disabling a service (the scheduler on a unit that lost leadership) does not stop it.
+        """
+        disabled = [
+            n for n, svc in layer.get("services", {}).items() if svc.get("startup") == "disabled"
+        ]
+        if not disabled:
+            return
+        running = [
+            n for n, info in self.container.get_services(*disabled).items() if info.is_running()
+        ]
+        if running:
+            logger.info("stopping disabled services: %s", running)
+            self.container.stop(*running)
+
     def is_running(self, service: str) -> bool:
         """Whether Pebble reports the service as running."""
         services = self.container.get_services(service)
@@ -119,6 +137,7 @@ def apply_unit(workload: Workload, unit: goal.UnitGoal) -> None:
     if unit.hold:
         return
     replanned = workload.apply_layer(unit.layer)
+    workload.stop_disabled(unit.layer)
     # A replan restarts only the services whose definition changed (the exporter's, say), so a
     # changed patroni.yml is always a reload: SIGHUP makes Patroni re-read it (pg_hba included)
     # and needs no REST credentials. Harmless right after a start.

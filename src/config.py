@@ -10,7 +10,7 @@ import pydantic
 
 import client_options
 import config_options
-from workload import cron, guc
+from workload import guc, scheduler
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -154,7 +154,7 @@ def _cron(value: str) -> str:
     """A cron schedule (5 fields, UTC), or empty for none."""
     value = value.strip()
     if value:
-        error = cron.validate(value)
+        error = scheduler.validate(value)
         if error:
             raise ValueError(error)
     return value

@@ -16,7 +16,7 @@ import goal
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import Component, Io
 from state import Ready, Snapshot
-from workload import cron, internal_tls, layout, patroni, pebble, pgbackrest, scheduler
+from workload import internal_tls, layout, patroni, pebble, pgbackrest, scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -271,17 +271,19 @@ def servers_ready(s: Snapshot, digest: str) -> bool:
 
 
 def _scheduler(s: Snapshot, r: Ready, server: bool) -> goal.Contribution:
-    """The backup scheduler on the leader's unit while a schedule is set."""
+    """The image's cron, on the leader's unit while a schedule is set, waking the charm.
+
+    Every unit writes the crontab (empty unless it schedules), so a unit that lost leadership
+    or a schedule removed leaves no job behind even before its cron is stopped.
+    """
     full, incremental = r.config.backup_schedule_full, r.config.backup_schedule_incremental
-    if not (s.is_leader and server and (full or incremental)):
-        return goal.Contribution(
-            services={scheduler.SERVICE: {**scheduler.service(), "startup": "disabled"}}
-        )
+    scheduled = s.is_leader and server and bool(full or incremental)
+    schedules = (full, incremental) if scheduled else ("", "")
     return goal.Contribution(
-        services={scheduler.SERVICE: scheduler.service()},
+        services={scheduler.SERVICE: scheduler.service(enabled=scheduled)},
         files={
-            scheduler.SCRIPT_PATH: goal.File(scheduler.script(), 0o755),
-            scheduler.SCHEDULE_PATH: goal.File(scheduler.schedule_file(full, incremental)),
+            path: goal.File(text, mode)
+            for path, (text, mode) in scheduler.files(*schedules).items()
         },
     )
 
@@ -342,7 +344,7 @@ def _missed(
 ) -> ops.StatusBase | None:
     if not schedule:
         return None
-    due = cron.parse(schedule).previous_at_or_before(now - MISSED_GRACE)
+    due = scheduler.last_due(schedule, now - MISSED_GRACE)
     last = s.peer_data.backup_succeeded.get(kind)
     if last is not None and datetime.datetime.fromisoformat(last) >= due:
         return None

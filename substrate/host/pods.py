@@ -3,7 +3,8 @@
 A pod is held open by a long-lived "pause" process: `nsenter` into the pod's named network
 namespace, then `unshare --mount --uts --propagation private sleep infinity`. Its mount namespace
 carries the pod's private tree (a per-pod home over layout.HOME, per-pod /tmp, /run,
-/usr/local/bin and /etc/hosts) and its storage, which lives apart so that it survives the pod.
+/usr/local/bin, /etc/hosts and cron's crontabs) and its storage, which lives apart so that it
+survives the pod.
 Processes enter the pod with `nsenter --target <pause> --net --mount --uts` and drop privileges with
 `setpriv`, both of which exec in place, so a returned PID is the workload's own
 (substrate.host.processes).
@@ -30,6 +31,10 @@ from substrate.host import hosts, netns, processes
 from workload import layout
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Where Debian's cron reads crontabs: the system crontab, its drop-in directory, users' spool.
+CRON_TABLE = "/etc/crontab"
+CRON_DIR = "/etc/cron.d"
+CRON_SPOOL = "/var/spool/cron/crontabs"
 _FIRST_POD_HOST = 10  # pod IPs are .10, .11, ...: below are the host's
 _LAST_POD_HOST = 199  # from .200 on, addresses are Services' (substrate.k8s.routing)
 
@@ -155,6 +160,7 @@ class Pod:
         self._bind(self.dir / "run", "/run")
         self._bind(self.dir / "bin", "/usr/local/bin")
         self._bind(self.hosts_file, "/etc/hosts")
+        self._private_cron()
         # The pod's own /tmp, /run... hide the host's; code the substrate runs in pods (this
         # checkout and its virtualenv) must stay visible wherever it lives, /tmp included.
         hidden = ("/tmp", "/run", "/usr/local/bin", home)  # noqa: S108
@@ -166,6 +172,38 @@ class Pod:
                 kept.append(path)
                 self.host_path(path).mkdir(parents=True, exist_ok=True)
                 self._bind(Path(f"/proc/{os.getpid()}/root{path}"), path)
+
+    def _private_cron(self) -> None:
+        """Give the pod empty crontabs of its own where the host has cron's.
+
+        Cron in a pod (an image's `cron` run by Pebble) then runs the pod's own schedule only:
+        not the host's /etc/crontab (run-parts of /etc/cron.daily...) nor its /etc/cron.d jobs
+        once per pod, and no pod's schedule reaches another pod's cron. Its pid file is under the
+        pod's own /run already.
+        """
+        if os.path.isdir(CRON_DIR):
+            self.bind_private_dir(CRON_DIR)
+        if os.path.isfile(CRON_TABLE):
+            private = self.dir / "crontab"
+            private.write_text("# The pod's own system crontab: no jobs.\n")
+            os.chmod(private, 0o644)
+            self._bind(private, CRON_TABLE)
+        if os.path.isdir(CRON_SPOOL):
+            # As Debian makes it: root and the crontab group may add files, nobody may list them.
+            group = "crontab" if _group_exists("crontab") else "root"
+            self.bind_private_dir(CRON_SPOOL, mode=0o1730, group=group)
+
+    def bind_private_dir(self, target: str, mode: int = 0o755, group: str = "root") -> Path:
+        """Give the pod an empty directory of its own at `target` (owner root); its host path.
+
+        A mount point is needed on the host: `target` is created there (empty) if missing.
+        """
+        private = self.dir / "private" / target.strip("/").replace("/", "_")
+        private.mkdir(parents=True, exist_ok=True)
+        _set_owner_mode(private, mode, "root", group)
+        Path(target).mkdir(parents=True, exist_ok=True)
+        self._bind(private, target)
+        return private
 
     def _bind(self, source: Path, target: str) -> None:
         netns.run(
@@ -325,6 +363,14 @@ def _host_paths_for_pods() -> set[str]:
     """Host directories pod processes run code from: this checkout and the Python environment."""
     repo = Path(__file__).resolve().parents[2]
     return {str(repo), sys.prefix, sys.base_prefix}
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _set_owner_mode(path: Path, mode: int, owner: str | None, group: str | None) -> None:

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import ops
@@ -21,9 +22,12 @@ import ops
 from substrate.host import netns, pods, processes
 
 REPO = Path(__file__).resolve().parents[2]
-POD_PEBBLE_DIR = "/run/pebble"
-POD_SOCKET = f"{POD_PEBBLE_DIR}/.pebble.socket"
-POD_STATE_DIR = f"{POD_PEBBLE_DIR}/state"
+# Juju mounts a directory of its own at /charm/container in each workload container and runs
+# Pebble with PEBBLE_SOCKET=/charm/container/pebble.socket (PEBBLE=/charm/container/pebble):
+# what a cron job in the image must be told to reach it.
+POD_PEBBLE_DIR = "/charm/container"
+POD_SOCKET = f"{POD_PEBBLE_DIR}/pebble.socket"
+POD_STATE_DIR = f"{POD_PEBBLE_DIR}/pebble"
 # Where tools/install-workload.sh puts Patroni (the image has it in /usr/bin).
 WORKLOAD_VENV = os.environ.get("WORKLOAD_VENV", "/opt/postgresql-k8s/workload")
 # The PATH of the workload container: the `pebble` command first, as in the image.
@@ -61,21 +65,29 @@ def _install_cli(pod: pods.Pod) -> None:
     path.chmod(0o755)
 
 
-def start(pod: pods.Pod, log_path: Path, *, etcd_url: str) -> PodPebble:
+def start(
+    pod: pods.Pod,
+    log_path: Path,
+    *,
+    etcd_url: str | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> PodPebble:
     """Start Pebble in the pod, holding its services, with Patroni's DCS pointed at `etcd_url`.
 
-    Returns once the daemon listens; its own log and its services' output go to `log_path`.
+    `environment` adds to the daemon's (and so its services'), as an image's ENV would. Returns
+    once the daemon listens; its own log and its services' output go to `log_path`.
     """
     _install_cli(pod)
     pythonpath = ":".join(str(p) for p in (REPO, REPO / "src", REPO / "lib"))
     env = {"PYTHONPATH": pythonpath, "PATH": WORKLOAD_PATH, "LANG": "C.UTF-8"}
+    env |= dict(environment or {})
     argv = [
         sys.executable,
         *("-m", "substrate.pebble.daemon"),
         *("--socket", POD_SOCKET, "--state-dir", POD_STATE_DIR, "--hold"),
-        *("--dcs-etcd3", etcd_url),
+        *(("--dcs-etcd3", etcd_url) if etcd_url else ()),
     ]
-    pod.make_dir(POD_PEBBLE_DIR, mode=0o755, owner="root", group="root")
+    pod.bind_private_dir(POD_PEBBLE_DIR)
     process = pod.run(argv, env=env, log_path=log_path)
     socket = pod.host_path(POD_SOCKET)
     deadline = time.monotonic() + START_TIMEOUT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import charm
 import k8s
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from tests.unit.builders import FakeDatabase, FakeKubernetes, FakePatroni
-from workload import layout, patroni_client
+from workload import layout, patroni_client, scheduler
 
 
 @pytest.fixture
@@ -57,12 +58,15 @@ def ctx(
 
 @pytest.fixture
 def image(tmp_path: Path) -> dict[str, testing.Mount]:
-    """The image's /usr/lib/postgresql holding PostgreSQL 16, and the workload's home, which
-    persists across runs like a pod's filesystem (ops.testing wipes anything else)."""
+    """The image's /usr/lib/postgresql holding PostgreSQL 16, its cron spool, and the workload's
+    home, which persist across runs like a pod's filesystem (ops.testing wipes anything else)."""
     root = tmp_path / "image-pg"
     (root / "16" / "bin").mkdir(parents=True)
     (tmp_path / "home").mkdir()
+    (tmp_path / "crontabs").mkdir()
+    spool = posixpath.dirname(scheduler.CRONTAB_PATH)
     return {
         "image": testing.Mount(location=layout.PG_BASE_DIR, source=root),
         "home": testing.Mount(location=layout.HOME, source=tmp_path / "home"),
+        "cron": testing.Mount(location=spool, source=tmp_path / "crontabs"),
     }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import datetime
-import json
 from typing import Any
 
 import ops
@@ -261,13 +260,12 @@ def test_leader_with_a_schedule_runs_the_scheduler(ctx: Ctx, image: Mounts, patr
     out = ctx.run(ctx.on.config_changed(), backup_state(image, config=schedules))
     assert service(out, scheduler.SERVICE) == ("enabled", ops.pebble.ServiceStatus.ACTIVE)
     plan = out.get_container(layout.CONTAINER).plan.services[scheduler.SERVICE]
-    assert plan.command == f"{scheduler.PYTHON} -u {scheduler.SCRIPT_PATH}"
-    assert plan.user == layout.WORKLOAD_USER
-    script = file_in(ctx, out, scheduler.SCRIPT_PATH)
-    assert script.stat().st_mode & 0o777 == 0o755
-    assert script.read_text().startswith(f"#!{scheduler.PYTHON}\n")
-    written = json.loads(file_in(ctx, out, scheduler.SCHEDULE_PATH).read_text())
-    assert written == {"full": "0 2 * * 0", "incremental": "0 3 * * *"}
+    assert plan.command == scheduler.service(enabled=True)["command"]
+    for path, (text, mode) in scheduler.files("0 2 * * 0", "0 3 * * *").items():
+        written = file_in(ctx, out, path)
+        assert (written.read_text(), written.stat().st_mode & 0o777) == (text, mode)
+    jobs = file_in(ctx, out, scheduler.CRONTAB_PATH).read_text().splitlines()[-2:]
+    assert [job.split(scheduler.SCRIPT_PATH)[0] for job in jobs] == ["0 2 * * 0 ", "0 3 * * * "]
 
 
 @pytest.mark.parametrize(
@@ -285,12 +283,15 @@ def test_no_scheduler_without_schedule_or_leadership(
     out = ctx.run(ctx.on.config_changed(), backup_state(image, leader=leader, config=schedules))
     startup, status = service(out, scheduler.SERVICE)
     assert startup == "disabled" and status != ops.pebble.ServiceStatus.ACTIVE
-    assert not file_in(ctx, out, scheduler.SCHEDULE_PATH).exists()
+    crontab = file_in(ctx, out, scheduler.CRONTAB_PATH).read_text()
+    assert crontab == scheduler.files("", "")[scheduler.CRONTAB_PATH][0]  # no job
 
 
 def test_no_scheduler_without_a_repository(ctx: Ctx, image: Mounts, patroni: FakePatroni):
     healthy_cluster(patroni)
-    state = backup_state(image, s3=None, stanza=False, config={"backup-schedule-full": "@daily"})
+    state = backup_state(
+        image, s3=None, stanza=False, config={"backup-schedule-full": "0 0 * * *"}
+    )
     out = ctx.run(ctx.on.config_changed(), state)
     assert service(out, scheduler.SERVICE)[0] == "disabled"
 

@@ -1,26 +1,20 @@
-"""The backup scheduler program and its Pebble service, exercised in-process and as quick processes.
+"""The backup schedules: validation, the last due time, the crontab and the job cron runs.
 
-The real-time run (waiting for a minute boundary) is in tests/integration/test_scheduler_process.py.
+The job script runs here for real (/bin/sh, with `date` pinned to chosen minutes and a `pebble`
+that records what it was asked). Debian's own crontab parser and a real cron daemon under the
+substrate's Pebble are in tests/integration/test_scheduler_process.py.
 """
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
-import json
-import os
-import shutil
-import stat
 import subprocess
-import sys
-import types
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+import cronsim
 import pytest
 
-from workload import cron, layout, scheduler
+from workload import layout, scheduler
 
 UTC = dt.timezone.utc
 
@@ -29,98 +23,336 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def program() -> types.ModuleType:
-    """The script's text executed as a module (its `__main__` guard does not run)."""
-    module = types.ModuleType("backup_scheduler")
-    # dataclasses look their class's module up in sys.modules while the class is being built.
-    sys.modules[module.__name__] = module
-    try:
-        exec(compile(scheduler.script(), scheduler.SCRIPT_PATH, "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    return module
+# --- names and the service ----------------------------------------------------------------------
 
 
-def write_fake_pebble(directory: Path, exit_code: int = 0) -> Path:
-    """A `pebble` that appends its arguments (one line, tab-separated) to `calls` beside it."""
-    calls = directory / "calls"
-    fake = directory / "pebble"
-    fake.write_text(
-        f"#!{sys.executable}\n"
-        "import sys\n"
-        f"with open({str(calls)!r}, 'a') as f:\n"
-        "    f.write('\\t'.join(sys.argv[1:]) + '\\n')\n"
-        f"sys.stderr.write('refused\\n' if {exit_code} else '')\n"
-        f"sys.exit({exit_code})\n"
-    )
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    return calls
-
-
-# --- the builders -------------------------------------------------------------------------------
-
-
-def test_paths_and_names() -> None:
-    assert scheduler.SCRIPT_PATH == "/var/lib/postgresql/conf/backup-scheduler.py"
-    assert scheduler.SCHEDULE_PATH == "/var/lib/postgresql/conf/backup-schedule.json"
-    assert scheduler.SCRIPT_PATH.startswith(layout.CONF_DIR + "/")
+def test_names() -> None:
     assert scheduler.NOTICE == "postgresql-k8s.local/backup-due"
     assert scheduler.SERVICE == "backup-scheduler"
+    assert scheduler.KINDS == ("full", "incremental")
+    assert scheduler.CRONTAB_PATH == "/var/spool/cron/crontabs/postgres"
+    assert scheduler.SCRIPT_PATH.startswith(layout.CONF_DIR + "/")
+    assert scheduler.LOG_PATH.startswith(layout.LOGS_MOUNT + "/")
 
 
-def test_service_runs_the_script_as_the_workload_user() -> None:
-    assert scheduler.service() == {
+@pytest.mark.parametrize("enabled", [True, False])
+def test_service_runs_cron_in_the_foreground_in_utc(enabled: bool) -> None:
+    assert scheduler.service(enabled) == {
         "override": "replace",
-        "summary": "Wakes the charm when a scheduled backup is due",
-        "command": "/usr/bin/python3 -u /var/lib/postgresql/conf/backup-scheduler.py",
-        "startup": "enabled",
-        "user": "postgres",
-        "group": "postgres",
+        "summary": "cron: tells the charm when a scheduled backup is due",
+        "command": "/usr/sbin/cron -f -L 4",
+        "startup": "enabled" if enabled else "disabled",
+        "environment": {"TZ": "UTC"},
     }
+    # cron must start as root to run jobs as the crontab's user.
+    assert "user" not in scheduler.service(enabled)
 
 
-def test_schedule_file_is_stable_json() -> None:
-    text = scheduler.schedule_file("0 1 * * 0", "")
-    assert json.loads(text) == {"full": "0 1 * * 0", "incremental": ""}
-    assert text == scheduler.schedule_file("0 1 * * 0", "")
-    assert text.index('"full"') < text.index('"incremental"')
+# --- validation ---------------------------------------------------------------------------------
 
 
-def test_script_is_the_cron_module_then_the_program() -> None:
-    text = scheduler.script()
-    assert text.startswith("#!/usr/bin/python3\n")
-    assert Path(cron.__file__).read_text() in text
-    assert text.endswith(scheduler.PROGRAM)
-    assert f"SCHEDULE_PATH = {scheduler.SCHEDULE_PATH!r}" in text
-    assert f"NOTICE = {scheduler.NOTICE!r}" in text
-    compile(text, scheduler.SCRIPT_PATH, "exec")
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "",
+        "  ",
+        "0 2 * * 0",
+        "* * * * *",
+        "*/15 * * * *",
+        "0-59/20 0-23/6 1-31/10 1-12/3 0-7/2",
+        "05 00 01 01 00",
+        "0 0 * * 7",
+        "0 0 * * 5-7",
+        "0 0 * * mon-fri",
+        "0 0 * JAN-mar SUN",
+        "30 4 1,15 * 5",
+        "1-5/2,7,9-10 * * * *",
+        "0 0 31 2 1",  # both day fields restricted: Mondays of February
+        "0 0 29 2 *",
+        "*/60 */24 */31 */12 */8",
+        " \t0  2\t* * 0 ",
+    ],
+)
+def test_valid(expression: str) -> None:
+    assert scheduler.validate(expression) is None
 
 
-def test_script_passes_the_linter() -> None:
-    """PROGRAM is a string, out of reach of the project's lint run: check the assembled script."""
-    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
-    assert ruff, "ruff is a dev dependency"
-    result = subprocess.run(
-        [ruff, "check", "--isolated", "--select", "F,E9,B,PLE", "--stdin-filename", "s.py", "-"],
-        input=scheduler.script(),
-        capture_output=True,
-        text=True,
-        check=False,
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("* * *", "expected 5 fields"),
+        ("0 0 1 1 * *", "expected 5 fields"),  # a seconds (or year) field
+        ("0 0 1 1 * 2026", "expected 5 fields"),
+        ("@daily", "macros"),
+        ("@reboot", "macros"),
+        ("60 * * * *", "minute '60'"),
+        ("0 24 * * *", "hour '24'"),
+        ("0 0 0 * *", "day-of-month '0'"),
+        ("0 0 32 * *", "day-of-month '32'"),
+        ("0 0 * 0 *", "month '0'"),
+        ("0 0 * 13 *", "month '13'"),
+        ("0 0 * * 8", "day-of-week '8'"),
+        ("mon * * * *", "minute 'mon'"),
+        ("0 0 mon * *", "day-of-month 'mon'"),
+        ("0 0 * * sunday", "day-of-week 'sunday'"),
+        ("0 0 * Janu *", "month 'Janu'"),
+        ("5/10 * * * *", "a step needs a range"),  # cron refuses it; cronsim reads 5-59/10
+        ("0 0 * * mon/2", "a step needs a range"),
+        ("*/0 * * * *", "the step '0'"),
+        ("*/61 * * * *", "the step '61'"),
+        ("*/5-10 * * * *", "minute '*/5-10'"),  # cron reads */5, cronsim refuses
+        ("0 0 * * 1#2", "only digits"),  # cron reads 1, cronsim the 2nd Monday
+        ("0 0 * * 5L", "day-of-week '5L'"),
+        ("0 0 L * *", "day-of-month 'L'"),
+        ("0 0 LW * *", "day-of-month 'LW'"),
+        ("0 0 ? * *", "only digits"),
+        ("0 0 * * 7-1", "starts after it ends"),
+        ("0 0 * * fri-mon", "starts after it ends"),
+        ("0,,1 * * * *", "minute"),
+        ("0, * * * *", "minute"),
+        ("- * * * *", "minute"),
+        ("+1 * * * *", "only digits"),
+        ("0x10 * * * *", "minute '0x10'"),
+        ("005 * * * *", "minute '005'"),
+        ("\u0661 * * * *", "only digits"),  # an Arabic-Indic digit one
+        ("0 0 30 2 *", "never fires"),
+        ("0 0 31 4,6 *", "never fires"),
+        ("0 2 * * *\n0 3 * * *", "only digits"),
+        ("0 2 * * *\n", "only digits"),
+        ("0 2 * * * \x00", "only digits"),
+        ("0 2 * * *\rx", "only digits"),
+        ("0 2\v* * *", "only digits"),
+        ("0 2 * * * root", "expected 5 fields"),
+        ("0 2 * * * ; rm -rf /", "only digits"),
+        ("0 " * 100 + "0", "longer than 200"),
+    ],
+)
+def test_invalid(expression: str, message: str) -> None:
+    error = scheduler.validate(expression)
+    assert error is not None and message in error, error
+    with pytest.raises(ValueError, match="not a valid cron expression"):
+        scheduler.files(expression, "")
+    with pytest.raises(ValueError, match="not a valid cron expression"):
+        scheduler.files("", expression)
+
+
+# --- the last due time --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "moment", "due"),
+    [
+        ("0 2 * * *", "2026-11-26 02:00", "2026-11-26 02:00"),  # at the minute itself
+        ("0 2 * * *", "2026-11-26 01:59:59.999999", "2026-11-25 02:00"),
+        ("0 2 * * *", "2026-11-26 02:00:59", "2026-11-26 02:00"),
+        ("0 2 * * 0", "2026-11-26 12:00", "2026-11-22 02:00"),  # Sunday
+        ("0 2 * * 7", "2026-11-26 12:00", "2026-11-22 02:00"),  # 7 is Sunday too
+        ("*/15 * * * *", "2026-11-26 12:14", "2026-11-26 12:00"),
+        ("30 4 1,15 * 5", "2026-11-14 00:00", "2026-11-13 04:30"),  # a Friday: either day field
+        ("30 4 1,15 * 5", "2026-11-02 00:00", "2026-11-01 04:30"),
+        ("30 4 */2 * 5", "2026-11-14 00:00", "2026-11-13 04:30"),  # `*/2`: both must match
+        ("0 0 29 2 *", "2026-11-26 00:00", "2024-02-29 00:00"),
+        ("0 0 * jan-mar mon-fri", "2026-11-26 00:00", "2026-03-31 00:00"),
+    ],
+)
+def test_last_due(expression: str, moment: str, due: str) -> None:
+    assert scheduler.last_due(expression, at(moment)) == at(due)
+
+
+def test_last_due_takes_any_time_zone_and_answers_in_utc() -> None:
+    paris = dt.timezone(dt.timedelta(hours=1))
+    due = scheduler.last_due("0 2 * * *", dt.datetime(2026, 11, 26, 2, 30, tzinfo=paris))
+    assert due == at("2026-11-25 02:00") and due.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("expression", "moment"),
+    [
+        ("", at("2026-11-26 00:00")),
+        ("@daily", at("2026-11-26 00:00")),
+        ("0 2 * * *", dt.datetime(2026, 11, 26)),  # naive
+    ],
+)
+def test_last_due_refuses(expression: str, moment: dt.datetime) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        scheduler.last_due(expression, moment)
+
+
+# --- the crontab --------------------------------------------------------------------------------
+
+ENVIRONMENT = [
+    "SHELL=/bin/sh",
+    "PATH=/usr/local/bin:/usr/bin:/bin",
+    "PEBBLE_SOCKET=/charm/container/pebble.socket",
+    'MAILTO=""',
+]
+
+
+def crontab_lines(full: str, incremental: str) -> list[str]:
+    text, mode = scheduler.files(full, incremental)[scheduler.CRONTAB_PATH]
+    assert mode == 0o600  # cron refuses a user's crontab that others may read
+    assert text.endswith("\n")  # cron ignores a crontab whose last line has no newline
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def job(expression: str, kind: str) -> str:
+    return (
+        f"{expression} /var/lib/postgresql/conf/backup-due.sh {kind}"
+        " /var/lib/postgresql/logs/backup-scheduler.log"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_script_imports_only_the_standard_library() -> None:
-    tree = ast.parse(scheduler.script())
-    modules = {
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    modules |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert {module.split(".")[0] for module in modules} <= set(sys.stdlib_module_names)
+def test_files_are_the_script_then_the_crontab() -> None:
+    written = scheduler.files("0 2 * * 0", "0 3 * * *")
+    assert list(written) == [scheduler.SCRIPT_PATH, scheduler.CRONTAB_PATH]
+    assert written[scheduler.SCRIPT_PATH][1] == 0o755
+
+
+@pytest.mark.parametrize(
+    ("full", "incremental", "jobs"),
+    [
+        ("0 2 * * 0", "0 3 * * *", [job("0 2 * * 0", "full"), job("0 3 * * *", "incremental")]),
+        ("0 2 * * 0", "", [job("0 2 * * 0", "full")]),
+        ("", "*/30 * * * *", [job("*/30 * * * *", "incremental")]),
+        ("", "", []),
+        ("\t0   2 * *  SUN ", "", [job("0 2 * * SUN", "full")]),  # one space between fields
+    ],
+)
+def test_crontab(full: str, incremental: str, jobs: list[str]) -> None:
+    assert crontab_lines(full, incremental) == ENVIRONMENT + jobs
+
+
+# --- the job, run by /bin/sh --------------------------------------------------------------------
+
+
+class Job:
+    """The generated script, run at a chosen minute with a `pebble` that records its calls."""
+
+    def __init__(self, directory: Path, full: str, incremental: str) -> None:
+        self.directory = directory
+        self.script = directory / "backup-due.sh"
+        self.script.write_text(scheduler.files(full, incremental)[scheduler.SCRIPT_PATH][0])
+        self.calls = directory / "calls"
+        self.log = directory / "logs" / "backup-scheduler.log"
+        fake_date = directory / "date"
+        fake_date.write_text('#!/bin/sh\nexec /usr/bin/date -d "@$FAKE_NOW" "$@"\n')
+        fake_pebble = directory / "pebble"
+        fake_pebble.write_text(
+            "#!/bin/sh\n"
+            f"printf '%s\\t' \"$@\" >> {self.calls}\n"
+            f"echo >> {self.calls}\n"
+            'echo "$PEBBLE_ERROR" >&2\n'
+            'exit "$PEBBLE_EXIT"\n'
+        )
+        for path in (fake_date, fake_pebble):
+            path.chmod(0o755)
+
+    def run(
+        self, kind: str, when: dt.datetime, pebble_exit: int = 0, pebble_error: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        self.calls.unlink(missing_ok=True)
+        return subprocess.run(
+            ["/bin/sh", str(self.script), kind, str(self.log)],
+            env={
+                "PATH": f"{self.directory}:/usr/bin:/bin",
+                "FAKE_NOW": str(int(when.timestamp())),
+                "PEBBLE_EXIT": str(pebble_exit),
+                "PEBBLE_ERROR": pebble_error,
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+
+    def notices(self) -> list[list[str]]:
+        if not self.calls.exists():
+            return []
+        return [line.rstrip("\t").split("\t") for line in self.calls.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["full", "incremental"])
+def test_job_sends_the_notice_the_charm_reads(tmp_path: Path, kind: str) -> None:
+    job_ = Job(tmp_path, "0 2 * * 0", "0 3 * * *")
+    # 20 s into the minute: `at` is the minute itself.
+    result = job_.run(kind, at("2026-11-26 03:00:20"))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    [[command, key, *data]] = job_.notices()
+    assert (command, key) == ("notify", "postgresql-k8s.local/backup-due")
+    assert data == [f"kind={kind}", "at=2026-11-26T03:00:00+00:00"]
+    parsed = scheduler.parse_notice(dict(item.split("=", 1) for item in data))
+    assert parsed == (kind, at("2026-11-26 03:00"))
+
+
+def full_due(full: str, minute: dt.datetime) -> bool:
+    return next(cronsim.CronSim(full, minute - dt.timedelta(minutes=1))) == minute
+
+
+def every(first: str, step: dt.timedelta, count: int) -> list[dt.datetime]:
+    return [at(first) + step * i for i in range(count)]
+
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("full", "incremental", "minutes"),
+    [
+        # Weekly full, daily incremental at the same time: Sundays are full only.
+        ("0 2 * * 0", "0 2 * * *", every("2026-11-22 02:00", DAY, 8)),
+        # Both day fields restricted: the 1st and 15th, and Fridays.
+        ("30 4 1,15 * 5", "30 4 * * *", every("2026-11-01 04:30", DAY, 31)),
+        # `*/2` in day-of-month starts with `*`: odd days that are also Fridays.
+        ("30 4 */2 * fri", "30 4 * * *", every("2026-11-01 04:30", DAY, 31)),
+        # Every 15 minutes on Sundays (7), incremental every 5.
+        ("*/15 * * * 7", "*/5 * * * *", every("2026-11-21 23:30", dt.timedelta(minutes=5), 14)),
+        # Names and ranges: weekdays of January to March.
+        ("0 0 * jan-mar mon-fri", "0 0 * * *", every("2026-03-26 00:00", DAY, 10)),
+    ],
+)
+def test_an_incremental_due_with_the_full_one_is_not_asked_for(
+    tmp_path: Path, full: str, incremental: str, minutes: list[dt.datetime]
+) -> None:
+    job_ = Job(tmp_path, full, incremental)
+    outcomes: set[bool] = set()
+    for minute in minutes:
+        assert full_due(incremental, minute)  # the incremental line fires at every one of them
+        clash = full_due(full, minute)
+        outcomes.add(clash)
+        result = job_.run("incremental", minute + dt.timedelta(seconds=1))
+        assert result.returncode == 0, result.stderr
+        expected = [] if clash else ["kind=incremental", f"at={minute.isoformat()}"]
+        assert [data for _, _, *data in job_.notices()] == ([expected] if expected else []), minute
+        # The full job never looks at the incremental schedule.
+        job_.run("full", minute + dt.timedelta(seconds=1))
+        assert job_.notices()[0][2] == "kind=full"
+    assert outcomes == {True, False}  # each case has minutes of both sorts
+
+
+def test_without_a_full_schedule_every_incremental_is_asked_for(tmp_path: Path) -> None:
+    job_ = Job(tmp_path, "", "* * * * *")
+    job_.run("incremental", at("2026-11-22 02:00"))
+    assert job_.notices() == [
+        ["notify", scheduler.NOTICE, "kind=incremental", "at=2026-11-22T02:00:00+00:00"]
+    ]
+
+
+def test_a_notice_that_cannot_be_sent_is_logged_and_fails_the_job(tmp_path: Path) -> None:
+    job_ = Job(tmp_path, "0 2 * * *", "")
+    error = "error: cannot connect to Pebble at /charm/container/pebble.socket"
+    expected = (
+        f"2026-11-22T02:00:00+00:00: full backup due, but the charm could not be told: {error}\n"
+    )
+    # Without a log directory the job still tells what went wrong, and nothing else breaks.
+    result = job_.run("full", at("2026-11-22 02:00:01"), pebble_exit=1, pebble_error=error)
+    assert (result.returncode, result.stderr) == (1, expected)
+    job_.log.parent.mkdir()
+    for _ in range(2):
+        job_.run("full", at("2026-11-22 02:00:01"), pebble_exit=1, pebble_error=error)
+    assert job_.log.read_text() == expected * 2
+
+
+# --- the notice ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -152,293 +384,3 @@ def test_parse_notice(data: dict[str, str], expected: tuple[str, dt.datetime]) -
 def test_parse_notice_refuses_what_the_scheduler_never_sends(data: dict[str, str]) -> None:
     with pytest.raises(ValueError, match=r"."):
         scheduler.parse_notice(data)
-
-
-def test_the_notice_the_program_sends_is_the_one_the_charm_reads(
-    program: types.ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = write_fake_pebble(tmp_path)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    program.notify("incremental", at("2025-01-05 01:00"))
-    args = calls.read_text().splitlines()[0].split("\t")
-    assert args[:3] == ["notify", "postgresql-k8s.local/backup-due", "kind=incremental"]
-    data = dict(arg.split("=", 1) for arg in args[2:])
-    assert scheduler.parse_notice(data) == ("incremental", at("2025-01-05 01:00"))
-
-
-# --- the program's pieces -----------------------------------------------------------------------
-
-
-def schedules(program: types.ModuleType, **expressions: str) -> dict[str, Any]:
-    return {kind: program.Cron.parse(expression) for kind, expression in expressions.items()}
-
-
-def test_load(program: types.ModuleType, tmp_path: Path) -> None:
-    path = tmp_path / "schedule.json"
-    path.write_text(scheduler.schedule_file("0 1 * * sun", "0 1 * * mon-sat"))
-    loaded = program.load(str(path))
-    assert {kind: str(schedule) for kind, schedule in loaded.items()} == {
-        "full": "0 1 * * sun",
-        "incremental": "0 1 * * mon-sat",
-    }
-    for text, expected in [
-        (scheduler.schedule_file("@daily", ""), {"full"}),
-        (scheduler.schedule_file("", "  "), set()),
-        ('{"incremental": "@hourly"}', {"incremental"}),
-        ('{"full": null}', set()),
-        ("{}", set()),
-    ]:
-        path.write_text(text)
-        assert set(program.load(str(path))) == expected, text
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("{", "Expecting"),
-        ("[]", "expected a JSON object"),
-        ('{"full": 5}', "full: expected a cron expression, got 5"),
-        ('{"weekly": "@weekly"}', "unknown backup kinds ['weekly']"),
-        ('{"incremental": "61 * * * *"}', "incremental: minute '61'"),
-        ('{"full": "0 0 31 2 *"}', "full: day-of-month: no selected month has day 31"),
-    ],
-)
-def test_load_refuses_a_bad_file(
-    program: types.ModuleType, tmp_path: Path, text: str, message: str
-) -> None:
-    path = tmp_path / "schedule.json"
-    path.write_text(text)
-    with pytest.raises(ValueError, match=r".") as caught:
-        program.load(str(path))
-    assert message in str(caught.value)
-
-
-def test_due_fires_each_kind_once_in_its_window(program: types.ModuleType) -> None:
-    both = schedules(program, full="0 1 * * sun", incremental="0 * * * *")
-    # 2025-01-05 is a Sunday: at 01:00 both fall on the same minute, and only full fires.
-    assert program.due(both, at("2025-01-05 00:59:40"), at("2025-01-05 01:00:05")) == [
-        ("full", at("2025-01-05 01:00"))
-    ]
-    assert program.due(both, at("2025-01-05 01:00:05"), at("2025-01-05 01:00:35")) == []
-    assert program.due(both, at("2025-01-05 01:59:50"), at("2025-01-05 02:00:00")) == [
-        ("incremental", at("2025-01-05 02:00"))
-    ]
-    # The window is (last, now]: a fire exactly at `last` was already handled.
-    assert program.due(both, at("2025-01-05 02:00:00"), at("2025-01-05 02:00:30")) == []
-
-
-def test_due_after_a_long_sleep_asks_for_the_latest_fire_only(program: types.ModuleType) -> None:
-    hourly = schedules(program, incremental="@hourly")
-    assert program.due(hourly, at("2025-01-05 03:10"), at("2025-01-05 09:20")) == [
-        ("incremental", at("2025-01-05 09:00"))
-    ]
-
-
-def test_due_with_different_minutes_fires_both(program: types.ModuleType) -> None:
-    both = schedules(program, full="0 2 * * *", incremental="1 2 * * *")
-    assert program.due(both, at("2025-01-05 01:59:59"), at("2025-01-05 02:01:00")) == [
-        ("full", at("2025-01-05 02:00")),
-        ("incremental", at("2025-01-05 02:01")),
-    ]
-
-
-def test_nothing_is_due_without_schedules(program: types.ModuleType) -> None:
-    assert program.due({}, at("2025-01-05 00:00"), at("2026-01-05 00:00")) == []
-
-
-def test_pause(program: types.ModuleType) -> None:
-    daily = schedules(program, full="@daily")
-    assert program.pause({}, at("2025-01-05 00:00"), at("2025-01-05 00:00")) == 30.0
-    assert program.pause(daily, at("2025-01-05 12:00"), at("2025-01-05 12:00")) == 30.0
-    assert program.pause(daily, at("2025-01-05 23:59:50"), at("2025-01-05 23:59:50")) == 10.0
-    # Woken a hair early (sleep and the wall clock disagree): a short nap, never a busy loop.
-    assert program.pause(daily, at("2025-01-05 23:59:50"), at("2025-01-06 00:00")) == 0.05
-
-
-class StopLoopError(Exception):
-    """Ends the program's endless loop from a fake sleep."""
-
-
-class Clock:
-    """A fake wall clock that advances only when the program sleeps; stops the loop when told."""
-
-    def __init__(self, start: dt.datetime, steps: int) -> None:
-        self.now = start
-        self.steps = steps
-        self.slept: list[float] = []
-        self.on_sleep: Callable[[Clock], None] = lambda _clock: None
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert 0 < seconds <= 30
-        self.slept.append(seconds)
-        if len(self.slept) >= self.steps:
-            raise StopLoopError
-        self.now += dt.timedelta(seconds=seconds)
-        self.on_sleep(self)
-
-
-def run(program: types.ModuleType, path: Path, clock: Clock) -> list[tuple[str, dt.datetime]]:
-    fired: list[tuple[str, dt.datetime]] = []
-    with pytest.raises(StopLoopError):
-        program.run(
-            str(path), clock=clock, sleep=clock.sleep, notifier=lambda *fire: fired.append(fire)
-        )
-    return fired
-
-
-def test_run_fires_on_time_for_a_day(program: types.ModuleType, tmp_path: Path) -> None:
-    path = tmp_path / "schedule.json"
-    path.write_text(scheduler.schedule_file("0 1 * * *", "*/15 * * * *"))
-    clock = Clock(at("2025-01-05 00:00:10"), steps=24 * 3600)
-    fired: list[tuple[str, dt.datetime]] = []
-
-    def stop_after_a_day(clock: Clock) -> None:
-        if clock.now >= at("2025-01-06 00:00:10"):
-            raise StopLoopError
-
-    clock.on_sleep = stop_after_a_day
-    with pytest.raises(StopLoopError):
-        program.run(
-            str(path),
-            clock=clock,
-            sleep=clock.sleep,
-            notifier=lambda kind, when: fired.append((kind, when, clock.now)),
-        )
-    assert fired[0] == ("incremental", at("2025-01-05 00:15"), at("2025-01-05 00:15"))
-    assert ("full", at("2025-01-05 01:00"), at("2025-01-05 01:00")) in fired
-    assert ("incremental", at("2025-01-05 01:00")) not in [fire[:2] for fire in fired]
-    assert len(fired) == 24 * 4  # 95 incrementals and 1 full, each at its exact minute
-    assert all(when == now for _, when, now in fired)
-    assert len(clock.slept) < 24 * 3600 / 30 + 24 * 4 + 2  # sleeps in steps, not per second
-
-
-def test_run_never_fires_what_was_due_before_it_started(
-    program: types.ModuleType, tmp_path: Path
-) -> None:
-    path = tmp_path / "schedule.json"
-    path.write_text(scheduler.schedule_file("* * * * *", ""))
-    assert run(program, path, Clock(at("2025-01-05 00:00:00"), steps=1)) == []
-    assert run(program, path, Clock(at("2025-01-05 00:00:30"), steps=3)) == [
-        ("full", at("2025-01-05 00:01"))
-    ]
-
-
-def test_run_rereads_a_changed_schedule(program: types.ModuleType, tmp_path: Path) -> None:
-    path = tmp_path / "schedule.json"
-    path.write_text(scheduler.schedule_file("", ""))
-    clock = Clock(at("2025-01-05 00:00:00"), steps=10)
-
-    def change_at_one_minute(clock: Clock) -> None:
-        if clock.now == at("2025-01-05 00:01:00"):
-            path.write_text(scheduler.schedule_file("", "*/2 * * * *"))
-
-    clock.on_sleep = change_at_one_minute
-    assert run(program, path, clock) == [
-        ("incremental", at("2025-01-05 00:02")),
-        ("incremental", at("2025-01-05 00:04")),
-    ]
-
-
-def test_run_with_a_missing_file_schedules_nothing_until_it_appears(
-    program: types.ModuleType, tmp_path: Path
-) -> None:
-    path = tmp_path / "schedule.json"
-    clock = Clock(at("2025-01-05 00:00:00"), steps=6)
-
-    def appear(clock: Clock) -> None:
-        if clock.now == at("2025-01-05 00:01:00"):
-            path.write_text(scheduler.schedule_file("*/2 * * * *", ""))
-
-    clock.on_sleep = appear
-    assert run(program, path, clock) == [("full", at("2025-01-05 00:02"))]
-
-
-def test_run_survives_a_clock_set_back(program: types.ModuleType, tmp_path: Path) -> None:
-    path = tmp_path / "schedule.json"
-    path.write_text(scheduler.schedule_file("0 * * * *", ""))
-    clock = Clock(at("2025-01-05 00:59:50"), steps=8)
-
-    def jump_back_once(clock: Clock) -> None:
-        if clock.now == at("2025-01-05 01:00:30"):
-            clock.now = at("2025-01-05 00:59:45")
-
-    clock.on_sleep = jump_back_once
-    # 01:00 comes twice by the wall clock, and fires once.
-    assert run(program, path, clock) == [("full", at("2025-01-05 01:00"))]
-    assert clock.now > at("2025-01-05 01:02")
-
-
-def test_notify_failure_is_logged_and_the_loop_goes_on(
-    program: types.ModuleType,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    calls = write_fake_pebble(tmp_path, exit_code=1)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    program.notify("full", at("2025-01-05 01:00"))
-    program.notify("full", at("2025-01-05 02:00"))
-    assert len(calls.read_text().splitlines()) == 2
-    err = capsys.readouterr().err
-    assert (
-        "full backup due at 2025-01-05T01:00:00+00:00: could not notify the charm: refused" in err
-    )
-
-    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
-    program.notify("full", at("2025-01-05 03:00"))
-    assert "could not notify the charm" in capsys.readouterr().err
-
-
-# --- the program as a process (no waiting for the clock) ----------------------------------------
-
-
-@pytest.fixture
-def script_file(tmp_path: Path) -> Path:
-    path = tmp_path / "backup-scheduler.py"
-    path.write_text(scheduler.script())
-    return path
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("not json", "Expecting value"),
-        ('{"full": "0 0 31 2 *"}', "never fires"),
-        ('{"incremental": "* * * *"}', "incremental: expected 5 fields"),
-    ],
-)
-def test_process_exits_with_a_clear_message_on_a_bad_file(
-    script_file: Path, tmp_path: Path, text: str, message: str
-) -> None:
-    schedule = tmp_path / "schedule.json"
-    schedule.write_text(text)
-    result = subprocess.run(
-        [sys.executable, "-u", str(script_file), str(schedule)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"backup-scheduler: {schedule}: ")
-    assert message in result.stderr
-
-
-def test_process_starts_and_reports_its_schedules(script_file: Path, tmp_path: Path) -> None:
-    schedule = tmp_path / "schedule.json"
-    schedule.write_text(scheduler.schedule_file("0 3 * * sun", "0 3 * * mon-sat"))
-    with subprocess.Popen(
-        [sys.executable, "-u", str(script_file), str(schedule)],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as process:
-        assert process.stdout is not None
-        first_line = process.stdout.readline()
-        process.terminate()
-    assert first_line == (
-        f"backup-scheduler: {schedule}: schedules (UTC): full 0 3 * * sun, "
-        "incremental 0 3 * * mon-sat\n"
-    )
