@@ -9,6 +9,7 @@ import secrets
 import ops
 
 from actions.params import BackupParams, RestoreParams, parse
+from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import Io, backups
 from peers import RestoreState
 from state import Snapshot
@@ -110,8 +111,16 @@ def list_backups(event: ops.ActionEvent, s: Snapshot, io: Io) -> None:
     event.set_results({"backups": pgbackrest.format_table(listed), "count": str(len(listed))})
 
 
-def restore_target(params: dict[str, object], stanza: pgbackrest.StanzaInfo) -> dict[str, str]:
-    """The restore the action asks for, checked against the repository; ValueError if bad."""
+def restore_target(
+    params: dict[str, object],
+    stanza: pgbackrest.StanzaInfo,
+    reach: datetime.datetime | None = None,
+) -> dict[str, str]:
+    """The restore the action asks for, checked against the repository; ValueError if bad.
+
+    `reach`: when the last WAL the repository holds was archived, if known. A point in time
+    after it cannot be reached: recovery would end short of it, after hours of replay.
+    """
     backup_id = str(params.get("backup-id") or "")
     to_time = str(params.get("restore-to-time") or "")
     latest = bool(params.get("latest", False))
@@ -132,7 +141,22 @@ def restore_target(params: dict[str, object], stanza: pgbackrest.StanzaInfo) -> 
             f"restore-to-time must be between the first backup's end ({earliest.isoformat()})"
             " and now"
         )
+    if reach is not None and moment > reach:
+        raise ValueError(
+            f"restore-to-time is after the last WAL the repository holds (archived"
+            f" {reach.isoformat()}): pick an earlier time, or wait for archiving to catch up"
+        )
     return {"target-time": moment.isoformat()}
+
+
+def _reach(s: Snapshot, io: Io) -> datetime.datetime | None:
+    """When the primary last archived a WAL file, if it can tell."""
+    db = io.primary_db(s)
+    try:
+        return db.get_archiver_status().last_archived_time if db is not None else None
+    except pglib.PostgreSQLError as e:
+        logger.info("cannot tell how far the archive reaches: %s", e)
+        return None
 
 
 def _restore_request(event: ops.ActionEvent, s: Snapshot, io: Io) -> RestoreState | None:
@@ -152,7 +176,7 @@ def _restore_request(event: ops.ActionEvent, s: Snapshot, io: Io) -> RestoreStat
         event.fail("the repository has no stanza for this cluster")
         return None
     try:
-        target = restore_target(params.model_dump(by_alias=True), stanza)
+        target = restore_target(params.model_dump(by_alias=True), stanza, _reach(s, io))
     except ValueError as e:
         event.fail(str(e))
         return None

@@ -273,6 +273,9 @@ class FakeDatabase:
         self.granted_functions += granted
         return granted
 
+    # When the last WAL file was archived (None: now).
+    archived_at: datetime.datetime | None = None
+
     def get_archiver_status(self) -> pglib.ArchiverStatus:
         self._check()
         if self.query_error is not None:
@@ -281,7 +284,7 @@ class FakeDatabase:
         now = datetime.datetime.now(datetime.timezone.utc)
         return pglib.ArchiverStatus(
             last_archived_wal=last,
-            last_archived_time=None if failing else now,
+            last_archived_time=None if failing else (self.archived_at or now),
             last_failed_wal=last if failing else None,
             last_failed_time=now if failing else None,
             current_wal=current,

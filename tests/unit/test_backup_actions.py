@@ -619,6 +619,24 @@ def test_restore_target_checks_against_the_repository():
     }
     with pytest.raises(ValueError, match="exactly one"):
         target({"backup-id": "", "restore-to-time": "", "latest": False}, stanza)
+    # Up to the last WAL the repository holds, not beyond.
+    reach = FIRST_STOP + datetime.timedelta(minutes=5)
+    assert target({"restore-to-time": reach.isoformat()}, stanza, reach)
+    with pytest.raises(ValueError, match="after the last WAL the repository holds"):
+        later = reach + datetime.timedelta(seconds=1)
+        target({"restore-to-time": later.isoformat()}, stanza, reach)
+
+
+def test_restore_beyond_the_archive_fails_fast_and_changes_nothing(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni, database: FakeDatabase
+):
+    healthy_cluster(patroni)
+    database.archived_at = NOW - datetime.timedelta(hours=3)
+    beyond = NOW - datetime.timedelta(hours=1)  # after the backups, before now, not archived
+    state = backup_state(image, execs=[info()])
+    message = run_failing(ctx, "restore", state, **{"restore-to-time": beyond.isoformat()})
+    assert "after the last WAL the repository holds" in message
+    assert database.archived_at.isoformat() in message
 
 
 # -- the scheduler's notices -------------------------------------------------------------------
