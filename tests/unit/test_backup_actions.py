@@ -22,6 +22,7 @@ from tests.unit.builders import (
     UTC,
     WORKLOAD_EXECS,
     Ctx,
+    FakeDatabase,
     FakePatroni,
     Mounts,
     backup_state,
