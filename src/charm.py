@@ -72,6 +72,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         ):  # fmt: skip
             framework.observe(event, self._on_change)
         framework.observe(on.stop, self._on_stop)
+        framework.observe(on.secret_remove, self._on_secret_remove)
         framework.observe(on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(on.collect_app_status, self._on_collect_app_status)
         self._actions: dict[str, Action] = {
@@ -165,6 +166,10 @@ class PostgresqlK8sCharm(ops.CharmBase):
         if status is None or status.leader is None or status.leader.name != s.member:
             return
         hand_over(io.patroni(s), status, s.planned_units, HANDOVER_TIMEOUT)
+
+    def _on_secret_remove(self, event: ops.SecretRemoveEvent) -> None:
+        """No unit uses this revision any more: a rotated password or a gone client's goes."""
+        event.remove_revision()
 
     # -- status ------------------------------------------------------------------------------
 

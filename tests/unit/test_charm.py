@@ -527,3 +527,14 @@ def test_a_value_the_image_has_is_applied(
     out = ctx.run(ctx.on.config_changed(), state)
     assert out.unit_status.name == "active"
     assert patroni.config["postgresql"]["parameters"]["TimeZone"] == "Europe/Paris"
+
+
+def test_a_revision_no_unit_tracks_is_removed(ctx: Ctx, image: dict[str, testing.Mount]):
+    # Old passwords (a rotation, a client gone) must not stay readable in Juju's store.
+    state = deployed(image)
+    secret = next(iter(state.secrets))
+    # Rotated twice: every unit tracks revision 3 now (ops.testing keeps revisions private).
+    for attribute in ("_latest_revision", "_tracked_revision"):
+        object.__setattr__(secret, attribute, 3)
+    ctx.run(ctx.on.secret_remove(secret, revision=2), state)
+    assert ctx.removed_secret_revisions == [2]
