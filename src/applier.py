@@ -19,6 +19,14 @@ logger = logging.getLogger(__name__)
 _DIR_MODE = 0o700
 
 
+class UnsafePathError(Exception):
+    """Raised when a directory the charm owns is a symbolic link: it never writes through one.
+
+    Root in the workload container following a link the workload user made could hand any
+    file of the container to that user.
+    """
+
+
 class Workload:
     """This unit's `postgresql` container, seen as files and a Pebble plan."""
 
@@ -52,6 +60,9 @@ class Workload:
                 group=layout.WORKLOAD_GROUP,
             )
             return
+        # A link root made (the image's, a storage mount's) is trusted; one anyone else made is not.
+        if info.type == ops.pebble.FileType.SYMLINK and info.user_id != 0:
+            raise UnsafePathError(path)
         if info.user != layout.WORKLOAD_USER or info.permissions != _DIR_MODE:
             owner = f"{layout.WORKLOAD_USER}:{layout.WORKLOAD_GROUP}"
             self.container.exec(["chown", owner, path]).wait()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -123,7 +124,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         for component in COMPONENTS:
             s = component.unit_step(s, r, io)
         s, applied = self._converge(s, r, io, None)
-        if not s.is_leader:
+        if not s.is_leader or s.unsafe_path:
             return s
         for component in COMPONENTS:
             after = component.leader_step(s, r, io)
@@ -140,7 +141,11 @@ class PostgresqlK8sCharm(ops.CharmBase):
         unit = goal.unit_goal(contributions, cluster)
         if unit == applied:
             return s, unit
-        applier.apply_unit(io.workload, unit)
+        try:
+            applier.apply_unit(io.workload, unit)
+        except applier.UnsafePathError as e:
+            logger.error("not writing through the symbolic link %s", e)
+            return dataclasses.replace(s, unsafe_path=str(e)), unit
         for key, value in unit.acks.items():
             s = io.peers.ack(s, key, value)
         leader = s.cluster.leader if s.cluster else None

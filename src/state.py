@@ -74,6 +74,8 @@ class Snapshot:
     clients: ClientRequests
     # Set by the backups component's leader step, for the application status.
     archive_summary: str = ""
+    # Set when applying the goal met a directory that is a symbolic link (nothing written).
+    unsafe_path: str = ""
 
     @property
     def passwords(self) -> dict[layout.SystemUser, str] | None:

@@ -81,12 +81,8 @@ class PostgreSQL(Component):
 
     def unit_statuses(self, s: Snapshot) -> list[ops.StatusBase]:
         """Why the unit cannot be configured, or its member's role."""
-        if s.config_error is not None:
-            return [ops.BlockedStatus(str(s.config_error))]
-        if not s.container.can_connect:
-            return [ops.MaintenanceStatus("waiting for Pebble in the postgresql container")]
-        if s.container.pg_major is None:
-            return [ops.BlockedStatus(f"the image has no PostgreSQL under {layout.PG_BASE_DIR}")]
+        if (problem := _setup_problem(s)) is not None:
+            return [problem]
         if s.passwords is None:
             return []  # the system users' status says what the unit waits for
         member = s.cluster.member(s.member) if s.cluster else None
@@ -99,6 +95,21 @@ class PostgreSQL(Component):
         if s.cluster is not None and s.cluster.leader is None:
             return [ops.WaitingStatus("no primary: Patroni is electing one")]
         return []
+
+
+def _setup_problem(s: Snapshot) -> ops.StatusBase | None:
+    """What keeps the unit from being configured at all, if anything."""
+    if s.config_error is not None:
+        return ops.BlockedStatus(str(s.config_error))
+    if not s.container.can_connect:
+        return ops.MaintenanceStatus("waiting for Pebble in the postgresql container")
+    if s.container.pg_major is None:
+        return ops.BlockedStatus(f"the image has no PostgreSQL under {layout.PG_BASE_DIR}")
+    if s.unsafe_path:
+        return ops.BlockedStatus(
+            f"{s.unsafe_path} is a symbolic link: replace it with a directory"
+        )
+    return None
 
 
 def member_status(member: rest.Member) -> ops.StatusBase:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pwd
 from typing import Any
 
 import ops
@@ -538,3 +540,23 @@ def test_a_revision_no_unit_tracks_is_removed(ctx: Ctx, image: dict[str, testing
         object.__setattr__(secret, attribute, 3)
     ctx.run(ctx.on.secret_remove(secret, revision=2), state)
     assert ctx.removed_secret_revisions == [2]
+
+
+def test_a_symlinked_directory_is_never_written_through(
+    ctx: Ctx, image: dict[str, testing.Mount], patroni: FakePatroni, tmp_path: Any
+):
+    # The workload user owns the home directory and could swap conf/ for a link to anywhere:
+    # root chowning or writing through it would hand that place over.
+    healthy_cluster(patroni)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    home = image["home"].source
+    (home / "conf").symlink_to(elsewhere)
+    postgres = pwd.getpwnam("postgres")
+    os.lchown(home / "conf", postgres.pw_uid, postgres.pw_gid)
+    out = ctx.run(ctx.on.config_changed(), deployed(image))
+    assert out.unit_status == ops.BlockedStatus(
+        f"{layout.CONF_DIR} is a symbolic link: replace it with a directory"
+    )
+    assert list(elsewhere.iterdir()) == []
+    assert not patroni.writes()
