@@ -268,6 +268,28 @@ def close_orphaned_sessions(s: Snapshot, r: Ready, io: Io) -> int:
     return closed
 
 
+_SECRET_GROUPS = ("user", "tls", "extra")
+
+
+def forget_secrets(model: ops.Model, published: Collection[str], live: Collection[int]) -> None:
+    """Remove the secrets answered on relations that are gone (their credentials with them).
+
+    `published` holds `<relation id>/<request id>` keys; the relation library labels a request's
+    secrets `database.<relation id>[.<request id>].<group>.secret`.
+    """
+    for key in sorted(published):
+        relation_id, _, request_id = key.partition("/")
+        if not relation_id.isdigit() or int(relation_id) in live:
+            continue
+        for group in _SECRET_GROUPS:
+            for middle in (f"{relation_id}.{request_id}", relation_id):
+                try:
+                    secret = model.get_secret(label=f"{database.RELATION}.{middle}.{group}.secret")
+                    secret.remove_all_revisions()
+                except (ops.SecretNotFoundError, ops.ModelError):
+                    continue
+
+
 def _hba(rules: Sequence[tuple[str, str]]) -> list[patroni.HbaRule]:
     # Names were validated by the leader; quoting keeps pg_hba keywords (all, replication,
     # sameuser, ...) from taking their special meaning.
@@ -310,6 +332,7 @@ class Clients(Component):
         except pglib.PostgreSQLError as e:
             logger.warning("client reconcile incomplete, retried on the next event: %s", e)
             return s
+        forget_secrets(io.model, s.peer_data.client_published, s.clients.relation_ids)
         return io.peers.save(
             s,
             {

@@ -539,8 +539,13 @@ def test_relation_broken_drops_the_user_and_keeps_the_database(
     out = serve(ctx, cluster_state(image, relation, other))
     user = v1_response(out, relation)["username"]
     other_user = f"relation_{other.id}"
+    answered = databag(out, relation)
+    uri = json.loads(answered["requests"])[0]["secret-user"]
+    assert out.get_secret(id=uri)
 
     out = ctx.run(ctx.on.relation_broken(out.get_relation(relation.id)), out)
+    # The credentials answered on it go with it.
+    assert uri not in {s.id for s in out.secrets}
     assert database.dropped == [(user, "mydb_owner")]
     assert user not in database.passwords
     assert database.databases == {"mydb": "mydb_owner", "olddb": "olddb_owner"}
