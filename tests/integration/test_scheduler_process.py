@@ -202,10 +202,12 @@ def test_cron_in_a_pod_notifies_the_charm_at_the_minute(
     for directory in layout.WORKLOAD_DIRS:  # as the charm makes them
         pod.make_dir(directory, mode=0o700, owner="postgres", group="postgres")
 
-    # A full backup at exactly the next minute in UTC (in Kolkata it is 5:30 later), and an
-    # incremental one every minute: at that minute the full one alone may be asked for.
+    # A full and an incremental backup both at exactly the next minute in UTC (in Kolkata it is
+    # 5:30 later): at that minute the full one alone may be asked for. Neither may fire at any
+    # other minute: cron, started in the middle of a minute, may run that minute's jobs too, so
+    # an every-minute schedule would make the count depend on when the test starts.
     due = next_minute(margin=10.0)
-    full, incremental = f"{due.minute} {due.hour} * * *", "* * * * *"
+    full = incremental = f"{due.minute} {due.hour} * * *"
     for path, (text, mode) in scheduler.files(full, incremental).items():
         client.push(
             path, text, make_dirs=True, permissions=mode, user="postgres", group="postgres"
