@@ -19,19 +19,6 @@ logger = logging.getLogger(__name__)
 RESTART_SETTLE_TIMEOUT = 120.0
 
 
-ADDRESS_KEY = "address"
-
-
-def member_addresses(s: Snapshot, r: Ready) -> list[str]:
-    """Every unit's pod address as its peer databag says (this unit's from the snapshot).
-
-    A unit says its address before Patroni starts on it, so the members it clones from admit it
-    by the time it asks.
-    """
-    addresses = {bag[ADDRESS_KEY] for bag in s.unit_data.values() if bag.get(ADDRESS_KEY)}
-    return sorted(addresses | {r.pod_ip})
-
-
 def settings(s: Snapshot, r: Ready) -> patroni.PatroniSettings:
     """This member's Patroni settings."""
     return patroni.PatroniSettings(
@@ -60,13 +47,14 @@ class PostgreSQL(Component):
             parameters=patroni.cluster_parameters(member),
             dynamic=patroni.dynamic_settings(member),
             patroni=patroni.member_config(member),
-            hba=patroni.system_hba(member_addresses(s, r)),
+            # Replication and rewind from any address for now: narrowing them to the members
+            # addresses (member_addresses) left a recreated pod with a new address refused in
+            # tier 3; see the note of this change.
+            hba=patroni.system_hba(),
             services={layout.SERVICE_POSTGRESQL: pebble.patroni_service(environment)},
             checks=pebble.patroni_checks(),
             files={layout.ROLE_CHANGE_SCRIPT: goal.File(patroni.role_change_script(), 0o755)},
             dirs=layout.WORKLOAD_DIRS,
-            # Every member's rules admit replication from this unit's address.
-            acks={ADDRESS_KEY: r.pod_ip},
         )
 
     def leader_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:
