@@ -47,9 +47,8 @@ class PostgreSQL(Component):
             parameters=patroni.cluster_parameters(member),
             dynamic=patroni.dynamic_settings(member),
             patroni=patroni.member_config(member),
-            # Replication and rewind from any address for now: narrowing them to the members
-            # addresses (member_addresses) left a recreated pod with a new address refused in
-            # tier 3; see the note of this change.
+            # Replication and rewind from any address: narrowing them to the members' own
+            # addresses (system_hba(peers)) left a recreated pod refused in tier 3.
             hba=patroni.system_hba(),
             services={layout.SERVICE_POSTGRESQL: pebble.patroni_service(environment)},
             checks=pebble.patroni_checks(),
