@@ -12,6 +12,7 @@ import ops
 import applier
 import goal
 import k8s
+import peer_data
 import peers
 import state
 from actions import backups as backup_actions
@@ -60,7 +61,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         self.s3 = s3_relation.requirer(self)
         self._snapshot: state.Snapshot | None = None
         on, s3_on = self.on, self.s3.on
-        peer, db = on[peers.RELATION], on[database.RELATION]
+        peer, db = on[peer_data.RELATION], on[database.RELATION]
         for event in (
             on.install, on.start, on.config_changed, on.upgrade_charm, on.update_status,
             on.leader_elected, on.secret_changed, on.pgdata_storage_attached,
@@ -92,7 +93,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
     @property
     def io(self) -> Io:
         """What components and actions may act on."""
-        relation = self.model.get_relation(peers.RELATION)
+        relation = self.model.get_relation(peer_data.RELATION)
         return Io(
             container=self.container,
             workload=applier.Workload(self.container),

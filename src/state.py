@@ -11,7 +11,7 @@ import ops
 import config
 import config_options
 import k8s
-import peers
+import peer_data
 from relations import database
 from relations import s3 as s3_relation
 from workload import guc, internal_tls, layout, patroni, system
@@ -61,7 +61,7 @@ class Snapshot:
     config: config.CharmConfig | None
     config_error: config.InvalidConfigError | None
     peers_related: bool
-    peer_data: peers.PeerAppData
+    peer_data: peer_data.PeerAppData
     # Every unit's peer databag (this unit's included), by unit name.
     unit_data: Mapping[str, Mapping[str, str]]
     # The system users' secret content, or None while it does not exist or cannot be read.
@@ -151,7 +151,7 @@ USERS_SECRET_LABEL = "system-users"  # noqa: S105 (a label, not a password)
 
 def _pod_ip(model: ops.Model) -> str | None:
     try:
-        binding = model.get_binding(peers.RELATION)
+        binding = model.get_binding(peer_data.RELATION)
         return str(binding.network.bind_address) if binding.network.bind_address else None
     except ops.ModelError:
         return None
@@ -297,12 +297,12 @@ def read(
     s3_state: s3_relation.S3State,
 ) -> Snapshot:
     """Read the snapshot once per hook; later steps never re-read what it holds."""
-    relation = model.get_relation(peers.RELATION)
-    peer_data = peers.load(relation, model.app)
+    relation = model.get_relation(peer_data.RELATION)
+    app_data = peer_data.load(relation, model.app)
     facts = _container_facts(container)
     cfg, error = _config(model, container, facts)
     pod_ip = _pod_ip(model)
-    users = _secret_content(model, peer_data.system_users_secret, USERS_SECRET_LABEL)
+    users = _secret_content(model, app_data.system_users_secret, USERS_SECRET_LABEL)
     is_leader = model.unit.is_leader()
     return Snapshot(
         unit_name=model.unit.name,
@@ -314,11 +314,11 @@ def read(
         config=cfg,
         config_error=error,
         peers_related=relation is not None,
-        peer_data=peer_data,
-        unit_data=peers.unit_databags(relation, model.unit),
+        peer_data=app_data,
+        unit_data=peer_data.unit_databags(relation, model.unit),
         users_secret=users,
         s3=s3_state,
-        backup_tls=_backup_tls(model, peer_data.backup_tls_secret),
+        backup_tls=_backup_tls(model, app_data.backup_tls_secret),
         container=facts,
         missing_permissions=_missing_permissions(kubernetes),
         cluster=_cluster(pod_ip, passwords_from_content(users) if users else None),

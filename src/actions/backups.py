@@ -11,7 +11,7 @@ import ops
 from actions.params import BackupParams, RestoreParams, parse
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import Io, backups
-from peers import RestoreState
+from peer_data import RestoreState
 from state import Snapshot
 from workload import pgbackrest, scheduler
 

@@ -22,7 +22,7 @@ import ops
 
 import goal
 from components import Component, Io, backups
-from peers import RestoreState
+from peer_data import RestoreState
 from state import Ready, Snapshot
 from workload import layout, patroni, pgbackrest
 from workload import patroni_client as rest

@@ -24,7 +24,7 @@ import config
 import k8s
 from charms.postgresql_k8s.v0 import postgresql as pglib
 from components import backups, restore, system_users
-from peers import PeerAppData
+from peer_data import PeerAppData
 from relations.s3 import S3State
 from state import ClientRequests, ContainerFacts, Snapshot
 from workload import internal_tls, layout, pgbackrest

@@ -19,7 +19,7 @@ from ops import testing
 import config
 from components import backups
 from components import restore as restore_component
-from peers import PeerAppData, RestoreState
+from peer_data import PeerAppData, RestoreState
 from relations.s3 import S3State
 from state import Snapshot
 from tests.unit.builders import (

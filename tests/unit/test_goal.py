@@ -14,7 +14,7 @@ import charm
 import config
 import goal
 from components import backups, client_policy, system_users
-from peers import PeerAppData, RestoreState
+from peer_data import PeerAppData, RestoreState
 from relations.s3 import S3State
 from state import Snapshot
 from tests.unit.builders import APP, s3_fields, snapshot, stanza_digest

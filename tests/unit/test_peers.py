@@ -12,8 +12,9 @@ import ops
 import pytest
 from ops import testing
 
+import peer_data
 import peers
-from peers import PeerAppData, RestoreState
+from peer_data import PeerAppData, RestoreState
 from tests.unit.builders import APP, snapshot
 
 UNIT = f"{APP}/0"
@@ -23,7 +24,7 @@ class PeersCharm(ops.CharmBase):
     """Nothing but the peer relation: the tests drive PeerWriter inside its hook."""
 
 
-META = {"name": APP, "peers": {peers.RELATION: {"interface": "postgresql_peers"}}}
+META = {"name": APP, "peers": {peer_data.RELATION: {"interface": "postgresql_peers"}}}
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ def hook(
     """A hook of a unit whose peer databags hold `app_data` and `unit_data`; `out` after it."""
     ctx = testing.Context(PeersCharm, meta=META)
     relation = testing.PeerRelation(
-        peers.RELATION,
+        peer_data.RELATION,
         local_app_data=app_data or {},
         local_unit_data=unit_data or {},
         peers_data={1: {}, 2: {}},
@@ -55,7 +56,7 @@ def hook(
     state = testing.State(leader=leader, relations=[relation] if related else [])
     with ctx(ctx.on.update_status(), state) as manager:
         charm = manager.charm
-        found = charm.model.get_relation(peers.RELATION)
+        found = charm.model.get_relation(peer_data.RELATION)
         running = Hook(charm, found, peers.PeerWriter(found, charm.app, charm.unit))
         yield running
         running.out = manager.run()
@@ -63,12 +64,12 @@ def hook(
 
 def app_bag(out: testing.State | None) -> dict[str, str]:
     assert out is not None
-    return dict(out.get_relations(peers.RELATION)[0].local_app_data)
+    return dict(out.get_relations(peer_data.RELATION)[0].local_app_data)
 
 
 def unit_bag(out: testing.State | None) -> dict[str, str]:
     assert out is not None
-    return dict(out.get_relations(peers.RELATION)[0].local_unit_data)
+    return dict(out.get_relations(peer_data.RELATION)[0].local_unit_data)
 
 
 # save()
@@ -103,7 +104,7 @@ def test_save_changed_writes_and_returns_a_new_snapshot():
         assert s.peer_data.users_revision == 3
         assert dataclasses.replace(after, peer_data=s.peer_data) == s
         # Every unit reads back what was written.
-        assert peers.load(h.relation, h.charm.app) == after.peer_data
+        assert peer_data.load(h.relation, h.charm.app) == after.peer_data
     bag = app_bag(h.out)
     assert json.loads(bag["users-revision"]) == 4
     assert json.loads(bag["client-rules"]) == [["db", "relation_id_4"]]
@@ -230,7 +231,7 @@ def released_bag() -> dict[str, str]:
 
 def test_the_released_databag_reads_back_field_by_field():
     with hook(released_bag()) as h:
-        data = peers.load(h.relation, h.charm.app)
+        data = peer_data.load(h.relation, h.charm.app)
     assert data == EXPECTED
     # Field by field, so that a failure names the one that moved.
     for name in PeerAppData.model_fields:
@@ -264,7 +265,7 @@ def test_a_databag_of_an_older_revision_reads_with_defaults():
     # Written before backups and extensions existed.
     bag = {"system-users-secret": json.dumps("secret://model/d0abc")}
     with hook(bag) as h:
-        data = peers.load(h.relation, h.charm.app)
+        data = peer_data.load(h.relation, h.charm.app)
     assert data == PeerAppData(system_users_secret="secret://model/d0abc")
     assert data.users_revision == 0
     assert data.restore is None
@@ -272,7 +273,7 @@ def test_a_databag_of_an_older_revision_reads_with_defaults():
 
 def test_keys_a_newer_revision_added_are_ignored():
     with hook({**released_bag(), "some-future-key": json.dumps({"x": 1})}) as h:
-        assert peers.load(h.relation, h.charm.app) == EXPECTED
+        assert peer_data.load(h.relation, h.charm.app) == EXPECTED
 
 
 @pytest.mark.parametrize(
@@ -285,12 +286,12 @@ def test_keys_a_newer_revision_added_are_ignored():
 )
 def test_an_unreadable_databag_is_treated_as_absent(bag: dict[str, str]):
     with hook(bag) as h:
-        assert peers.load(h.relation, h.charm.app) == PeerAppData()
+        assert peer_data.load(h.relation, h.charm.app) == PeerAppData()
 
 
 def test_load_without_the_peer_relation_is_empty():
     with hook(related=False) as h:
-        assert peers.load(h.relation, h.charm.app) == PeerAppData()
+        assert peer_data.load(h.relation, h.charm.app) == PeerAppData()
 
 
 def test_peer_data_is_immutable():
@@ -301,7 +302,7 @@ def test_peer_data_is_immutable():
 
 def test_unit_databags_include_this_unit_and_its_peers():
     with hook(unit_data={"a": "1"}) as h:
-        bags = peers.unit_databags(h.relation, h.charm.unit)
+        bags = peer_data.unit_databags(h.relation, h.charm.unit)
     assert bags == {UNIT: {"a": "1"}, f"{APP}/1": {}, f"{APP}/2": {}}
     with hook(related=False) as h:
-        assert peers.unit_databags(h.relation, h.charm.unit) == {UNIT: {}}
+        assert peer_data.unit_databags(h.relation, h.charm.unit) == {UNIT: {}}

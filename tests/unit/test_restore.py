@@ -18,7 +18,7 @@ import yaml
 from ops import testing
 
 from components import restore
-from peers import PeerAppData, RestoreState
+from peer_data import PeerAppData, RestoreState
 from state import Snapshot
 from tests.unit.builders import (
     APP,
