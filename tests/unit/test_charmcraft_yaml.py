@@ -197,13 +197,8 @@ def test_assumes_juju_and_kubernetes(raw: dict[str, Any]) -> None:
     ("section", "endpoint", "interface", "limit", "optional"),
     [
         ("peers", "database-peers", "postgresql_peers", None, None),
-        ("peers", "upgrade", "upgrade", None, None),
         ("provides", "database", "postgresql_client", None, True),
-        ("provides", "metrics-endpoint", "prometheus_scrape", None, True),
-        ("provides", "grafana-dashboard", "grafana_dashboard", None, True),
-        ("requires", "certificates", "tls-certificates", 1, True),
         ("requires", "s3-parameters", "s3", 1, True),
-        ("requires", "logging", "loki_push_api", None, True),
     ],
 )
 def test_endpoint(
@@ -222,10 +217,12 @@ def test_endpoint(
 
 
 def test_no_endpoints_beyond_the_known_ones(raw: dict[str, Any]) -> None:
+    # Only what the charm serves: TLS, metrics, dashboards, logs and refresh are declared with
+    # the code behind them, not before.
     assert {s: set(raw[s]) for s in ("peers", "provides", "requires")} == {
-        "peers": {"database-peers", "upgrade"},
-        "provides": {"database", "metrics-endpoint", "grafana-dashboard"},
-        "requires": {"certificates", "s3-parameters", "logging"},
+        "peers": {"database-peers"},
+        "provides": {"database"},
+        "requires": {"s3-parameters"},
     }
 
 
