@@ -7,13 +7,13 @@ checked afterwards on every member.
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from substrate import programs
 from substrate.backends import backend
 from substrate.backends.local import LocalBackend
 from substrate.fixtures import verify, writer
@@ -129,10 +129,7 @@ def _cpus() -> int:
 def main(output: Path | None = None) -> int:
     """Run the benchmark and print its JSON (the last line of output)."""
     figures = run()
-    text = json.dumps(figures, sort_keys=True)
-    if output is not None:
-        output.write_text(text + "\n")
-    print(text)
+    programs.report(figures, output)
     return 0 if figures.get("acked_lost") == 0 else 1
 
 

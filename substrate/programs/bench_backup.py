@@ -10,11 +10,9 @@ JSON object as its last output; `*_overhead_ratio` is charm time / direct time.
 
 from __future__ import annotations
 
-import json
 import platform
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from substrate import programs
 from substrate.backends.local import LocalBackend
 from substrate.k8s.s3 import S3Server
 from substrate.programs.demo import APP, roles_settled
@@ -226,9 +225,5 @@ def run(scale: int) -> dict[str, Any]:
 def main(scale: int = 10, output: Path | None = None) -> int:
     """Run, print the JSON (last line) and optionally write it to a file."""
     figures = run(scale)
-    text = json.dumps(figures, sort_keys=True)
-    if output is not None:
-        output.write_text(text + "\n")
-    print(text)
-    sys.stdout.flush()
+    programs.report(figures, output)
     return 0

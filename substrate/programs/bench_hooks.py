@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Generator, Iterable
 from pathlib import Path
@@ -27,6 +25,7 @@ from unittest import mock
 
 import psycopg
 
+from substrate import programs
 from substrate.backends.local import LocalBackend
 from substrate.fixtures import hook_costs
 from substrate.juju import runner
@@ -304,9 +303,5 @@ def run(clients_steps: Iterable[int] = CLIENT_STEPS) -> dict[str, Any]:
 def main(output: Path | None = None, clients: Iterable[int] = CLIENT_STEPS) -> int:
     """Run, print the JSON (last line) and optionally write it to a file."""
     figures = run(clients)
-    text = json.dumps(figures, sort_keys=True)
-    if output is not None:
-        output.write_text(text + "\n")
-    print(text)
-    sys.stdout.flush()
+    programs.report(figures, output)
     return 0
