@@ -46,6 +46,9 @@ class Ready:
     pod_ip: str
     pg_major: int
     memory_bytes: int | None
+    # The cluster-wide PostgreSQL parameters the config gives for this memory (computed once,
+    # where the config is checked).
+    parameters: Mapping[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Snapshot:
     pod_ip: str | None
     config: config.CharmConfig | None
     config_error: config.InvalidConfigError | None
+    parameters: Mapping[str, str]
     peers_related: bool
     peer_data: peer_data.PeerAppData
     # Every unit's peer databag (this unit's included), by unit name.
@@ -130,6 +134,7 @@ class Snapshot:
             self.pod_ip,
             self.container.pg_major,
             self.container.memory_bytes,
+            self.parameters,
         )
 
 
@@ -272,22 +277,23 @@ def _image_facts(container: ops.Container, major: int) -> guc.ImageFacts | None:
 
 def _config(
     model: ops.Model, container: ops.Container, facts: ContainerFacts
-) -> tuple[config.CharmConfig | None, config.InvalidConfigError | None]:
+) -> tuple[config.CharmConfig | None, config.InvalidConfigError | None, dict[str, str]]:
     """The config, checked against the container's memory and, where it decides, its image.
+
+    Also the PostgreSQL parameters it gives (empty while it is invalid).
 
     The image is asked only when an option it decides is set: an idle hook runs no command.
     """
     try:
         cfg = config.load_config(dict(model.config))
-        if facts.can_connect:
-            config.postgresql_parameters(cfg, facts.memory_bytes)
+        parameters = config.postgresql_parameters(cfg, facts.memory_bytes)
         if facts.pg_major is not None and _IMAGE_OPTIONS & set(cfg.parameter_options()):
             image = _image_facts(container, facts.pg_major)
             if image is not None:
                 config.check_image(cfg, image)
     except config.InvalidConfigError as e:
-        return None, e
-    return cfg, None
+        return None, e, {}
+    return cfg, None, parameters
 
 
 def read(
@@ -300,7 +306,7 @@ def read(
     relation = model.get_relation(peer_data.RELATION)
     app_data = peer_data.load(relation, model.app)
     facts = _container_facts(container)
-    cfg, error = _config(model, container, facts)
+    cfg, error, parameters = _config(model, container, facts)
     pod_ip = _pod_ip(model)
     users = _secret_content(model, app_data.system_users_secret, USERS_SECRET_LABEL)
     is_leader = model.unit.is_leader()
@@ -313,6 +319,7 @@ def read(
         pod_ip=pod_ip,
         config=cfg,
         config_error=error,
+        parameters=parameters,
         peers_related=relation is not None,
         peer_data=app_data,
         unit_data=peer_data.unit_databags(relation, model.unit),

@@ -27,7 +27,7 @@ def settings(s: Snapshot, r: Ready) -> patroni.PatroniSettings:
         connect_host=r.pod_ip,
         pg_major=r.pg_major,
         passwords=r.passwords,
-        parameters=config.postgresql_parameters(r.config, r.memory_bytes),
+        parameters=r.parameters,
         synchronous_node_count=config.synchronous_node_count(r.config, s.planned_units),
         # Alone, a strict primary would wait forever for a standby that cannot exist.
         synchronous_mode_strict=r.config.synchronous_mode_strict and s.planned_units > 1,

@@ -706,4 +706,8 @@ def snapshot(**overrides: Any) -> Snapshot:
         "cluster": None,
         "clients": ClientRequests(),
     }
-    return Snapshot(**(values | overrides))
+    values |= overrides
+    if "parameters" not in values:
+        cfg = values["config"]
+        values["parameters"] = config.postgresql_parameters(cfg, None) if cfg else {}
+    return Snapshot(**values)
