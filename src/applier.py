@@ -151,7 +151,9 @@ def apply_unit(workload: Workload, unit: goal.UnitGoal) -> None:
     workload.stop_disabled(unit.layer)
     # A replan restarts only the services whose definition changed (the exporter's, say), so a
     # changed patroni.yml is always a reload: SIGHUP makes Patroni re-read it (pg_hba included)
-    # and needs no REST credentials. Harmless right after a start.
+    # and needs no REST credentials (a rotated REST password is in the file it re-reads).
+    # Pebble signals the service's own process only: Patroni's helpers in its process group (the
+    # postmaster launcher, a custom bootstrap, pg_basebackup) would die of a SIGHUP.
     if patroni.CONF_PATH in changed and workload.is_running(layout.SERVICE_POSTGRESQL):
         workload.container.send_signal("SIGHUP", layout.SERVICE_POSTGRESQL)
     if unit.replan and not replanned:

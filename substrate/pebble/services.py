@@ -362,7 +362,10 @@ class ServiceManager:
     # ---- signals, checks, shutdown ------------------------------------------------------
 
     def send_signal(self, sig_name: str, names: list[str]) -> None:
-        """POST /v1/signals: signal each named service's process group."""
+        """POST /v1/signals: signal each named service's own process, as Pebble does.
+
+        Not its process group: the children a service starts (Patroni's helpers) keep running.
+        """
         try:
             sig = procs.signal_number(sig_name)
         except ValueError as e:
@@ -380,7 +383,7 @@ class ServiceManager:
             for name in names:
                 proc = self._services[name].proc
                 assert proc is not None
-                procs.signal_group(proc.pid, sig)
+                os.kill(proc.pid, sig)
 
     def check_failed(self, check: str) -> None:
         """Apply each service's on-check-failure action for a check that went down."""

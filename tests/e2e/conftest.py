@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from substrate.backends.local import LocalBackend
+from tests.e2e.helpers import APP
 
 if TYPE_CHECKING:  # boto3 and moto load only for the modules that use S3
     from substrate.k8s.s3 import S3Server
@@ -33,7 +34,24 @@ def pytest_runtest_makereport(
         if log.exists():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-80:])
             report.sections.append(("Services router (HAProxy) log, last lines", tail))
+        for unit, text in _workload_logs(backend):
+            report.sections.append((f"{unit}: Patroni and PostgreSQL logs, last lines", text))
     return report
+
+
+def _workload_logs(backend: LocalBackend) -> Iterator[tuple[str, str]]:
+    """The last lines of each PostgreSQL unit's Patroni and newest PostgreSQL log."""
+    script = (
+        "tail -n 40 /var/lib/postgresql/logs/patroni/*.log 2>/dev/null;"
+        " tail -n 40 $(ls -t /var/lib/postgresql/logs/postgresql/* 2>/dev/null | head -1)"
+        " 2>/dev/null; true"
+    )
+    for unit in sorted(backend.status().units):
+        if unit.startswith(APP + "/"):
+            try:
+                yield unit, backend.exec(unit, ["sh", "-c", script])
+            except Exception as e:  # noqa: BLE001 - a gone pod must not hide the failure
+                yield unit, f"cannot read: {e}"
 
 
 @pytest.fixture(scope="module")

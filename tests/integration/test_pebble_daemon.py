@@ -36,7 +36,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike a venv unde
 
 # One helper program for every test service. Modes:
 #   sleep     write <name>.pid, then sleep      stubborn  same, ignoring SIGTERM
-#   hup       same, appending to <name>.hup on SIGHUP
+#   hup       same, appending to <name>.hup on SIGHUP, with a child in its process group
+#             (pid in <name>.child) that a SIGHUP would kill
 #   crash     append a timestamp to <name>.start, say so, and exit $EXIT_CODE (default 1)
 #   exit      append to <name>.start, run $AFTER seconds, exit $EXIT_CODE
 #   serve     write <name>.pid, serve <dir>/www over HTTP on port $PORT
@@ -58,6 +59,10 @@ if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if mode == "hup":
     signal.signal(signal.SIGHUP, lambda *_: mark("hup"))
+    import subprocess
+    child = subprocess.Popen(["sleep", "3600"])
+    with open(f"{d}/{name}.child", "w") as f:
+        f.write(str(child.pid))
 with open(f"{d}/{name}.pid.tmp", "w") as f:
     f.write(str(os.getpid()))
 os.rename(f"{d}/{name}.pid.tmp", f"{d}/{name}.pid")
@@ -529,9 +534,14 @@ def test_send_signal_reaches_the_service(daemon: Daemon) -> None:
     )
     client.start_services(["hup"])
     daemon.wait_pid("hup")
+    child = int((daemon.workdir / "hup.child").read_text())
     client.send_signal("SIGHUP", ["hup"])
     wait_for((daemon.workdir / "hup.hup").exists, timeout=3)
     assert daemon.current("hup") == "active"
+    # Like Pebble, only the service's own process: a helper it started (Patroni's postmaster
+    # launcher, a pg_basebackup) shares its process group and would die of the SIGHUP.
+    time.sleep(0.2)
+    assert Path(f"/proc/{child}/status").read_text().split("State:")[1].split()[0] != "Z"
 
     with pytest.raises(pebble.APIError, match="not running"):
         client.send_signal(signal.SIGHUP, ["off"])
