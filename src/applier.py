@@ -5,7 +5,9 @@ Compare before write everywhere: applying the same goal twice writes nothing and
 
 from __future__ import annotations
 
+import glob
 import logging
+import posixpath
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -41,17 +43,29 @@ class Workload:
         except (ops.pebble.PathError, ops.pebble.APIError):
             return None
 
+    def entry(self, path: str) -> ops.pebble.FileInfo | None:
+        """What is at `path` itself, a link included; None if nothing.
+
+        Pebble's `list_files(path, itself=True)` follows a link (it stats), so the path is
+        looked up in its parent's listing, which describes each entry as it is (lstat).
+        """
+        parent, name = posixpath.split(path)
+        try:
+            found = self.container.list_files(parent, pattern=glob.escape(name))
+        except ops.pebble.APIError as e:
+            if e.code != 404:
+                raise
+            return None
+        return found[0] if found else None
+
     def ensure_dir(self, path: str) -> None:
         """One directory owned by the workload user, mode 0700 (created or taken over).
 
         Storage mounts arrive owned by root (Kubernetes volumes without an fsGroup), so an
         existing directory with another owner or mode is handed to the workload user.
         """
-        try:
-            info = self.container.list_files(path, itself=True)[0]
-        except ops.pebble.APIError as e:
-            if e.code != 404:
-                raise
+        info = self.entry(path)
+        if info is None:
             self.container.make_dir(
                 path,
                 make_parents=True,
@@ -69,9 +83,20 @@ class Workload:
             self.container.exec(["chmod", f"{_DIR_MODE:o}", path]).wait()
 
     def write(self, path: str, file: goal.File) -> bool:
-        """Write a file owned by the workload user if its content differs; True if written."""
-        if self.read(path) == file.content:
-            return False
+        """Write a file owned by the workload user unless it is already right; True if written.
+
+        Right is the content, the mode and the owner: a key made readable by others, or handed
+        to another user, is written again (Pebble replaces the file, never writes through a link).
+        """
+        info = self.entry(path)
+        if info is not None:
+            right = (
+                info.type == ops.pebble.FileType.FILE
+                and (info.user, info.group) == (layout.WORKLOAD_USER, layout.WORKLOAD_GROUP)
+                and info.permissions == file.mode
+            )
+            if right and self.read(path) == file.content:
+                return False
         self.container.push(
             path,
             file.content,
@@ -143,6 +168,8 @@ def apply_unit(workload: Workload, unit: goal.UnitGoal) -> None:
     for path in (*layout.WORKLOAD_DIRS, *unit.dirs):
         workload.ensure_dir(path)
     changed = {path for path, file in unit.files.items() if workload.write(path, file)}
+    for path in unit.absent:
+        workload.container.remove_path(path, recursive=True)  # nothing to do if it is gone
     if patroni.CONF_PATH in changed:
         logger.info("patroni.yml changed")
     if unit.hold:

@@ -42,6 +42,8 @@ class Contribution:
     services: Mapping[str, ServiceDict] = dataclasses.field(default_factory=dict[str, ServiceDict])
     checks: Mapping[str, CheckDict] = dataclasses.field(default_factory=dict[str, CheckDict])
     files: Mapping[str, File] = dataclasses.field(default_factory=dict[str, File])
+    # Files that must not exist: what a concern wrote while it was configured (keys, passwords).
+    absent: Sequence[str] = ()
     dirs: Sequence[str] = ()
     # Keep the workload's plan as it is (and PostgreSQL stopped): a restore holds the unit.
     hold: bool = False
@@ -56,6 +58,7 @@ class UnitGoal:
     """What this unit's container must hold."""
 
     files: Mapping[str, File]
+    absent: tuple[str, ...]
     dirs: tuple[str, ...]
     layer: ops.pebble.LayerDict
     hold: bool
@@ -129,6 +132,9 @@ def unit_goal(contributions: Sequence[Contribution], cluster: ClusterGoal) -> Un
             if files.setdefault(path, file) != file:
                 raise ConflictError(f"two components write {path}")
     files[patroni.CONF_PATH] = File(patroni.dump(config))
+    absent = tuple(dict.fromkeys(p for c in contributions for p in c.absent))
+    if both := set(absent) & set(files):
+        raise ConflictError(f"{sorted(both)} both written and removed")
     layer: ops.pebble.LayerDict = {
         "summary": "postgresql-k8s workload",
         "description": "Patroni-managed PostgreSQL and the services around it",
@@ -137,6 +143,7 @@ def unit_goal(contributions: Sequence[Contribution], cluster: ClusterGoal) -> Un
     }
     return UnitGoal(
         files=files,
+        absent=absent,
         dirs=tuple(dict.fromkeys(d for c in contributions for d in c.dirs)),
         layer=layer,
         hold=any(c.hold for c in contributions),

@@ -124,6 +124,16 @@ def ensure_tls(s: Snapshot, io: Io) -> Snapshot:
     return io.peers.save(s, {"backup_tls_secret": secret.id})
 
 
+OWNED_FILES = (
+    pgbackrest.CONF_FILE,
+    PGPASS_FILE,
+    TLS_FILES.ca_file,
+    TLS_FILES.cert_file,
+    TLS_FILES.key_file,
+    pgbackrest.DEFAULT_PATHS.s3_ca_file,
+)
+
+
 def files(s: Snapshot, r: Ready) -> dict[str, goal.File]:
     """pgbackrest.conf, its password file, the TLS and CA files; empty while it cannot run."""
     settings, tls = s.s3.settings, s.backup_tls
@@ -304,6 +314,8 @@ class Backups(Component):
         return goal.Contribution(
             parameters={"archive_command": archive_command(s)},
             files={**written, **schedule.files},
+            # The S3 keys (in pgbackrest.conf), the backup password and the TLS key go with S3.
+            absent=tuple(p for p in OWNED_FILES if p not in written),
             dirs=(*pgbackrest.DEFAULT_PATHS.directories(), TLS_DIR) if server else (),
             services={
                 SERVICE: pebble.pgbackrest_server(pgbackrest.CONF_FILE, PGPASS_FILE, server),

@@ -50,7 +50,7 @@ def _workload_logs(backend: LocalBackend) -> Iterator[tuple[str, str]]:
         if unit.startswith(APP + "/"):
             try:
                 yield unit, backend.exec(unit, ["sh", "-c", script])
-            except Exception as e:  # noqa: BLE001 - a gone pod must not hide the failure
+            except Exception as e:  # a gone pod must not hide the failure
                 yield unit, f"cannot read: {e}"
 
 

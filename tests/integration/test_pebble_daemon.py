@@ -791,3 +791,38 @@ def _user_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_applier_never_writes_through_a_users_link_and_rights_its_files(
+    daemon: Daemon, workdir: Path
+) -> None:
+    """The charm's applier over a Pebble running as root, on a tree the workload user controls."""
+    import applier  # noqa: PLC0415 - the charm's code, from src/
+    import goal  # noqa: PLC0415
+
+    backend = types.SimpleNamespace(
+        _juju_context=types.SimpleNamespace(version=ops.JujuVersion("3.6.4"))
+    )
+    workload = applier.Workload(ops.Container("workload", backend, daemon.client))  # type: ignore[arg-type]
+    postgres = pwd.getpwnam("postgres")
+    # The workload user swapped its conf directory for a link to a directory root keeps.
+    guarded = workdir / "guarded"
+    guarded.mkdir(mode=0o755)
+    conf = workdir / "conf"
+    conf.symlink_to(guarded)
+    os.lchown(conf, postgres.pw_uid, postgres.pw_gid)
+    with pytest.raises(applier.UnsafePathError):
+        workload.ensure_dir(str(conf))
+    stat = guarded.stat()
+    assert (stat.st_uid, stat.st_mode & 0o777) == (0, 0o755)  # not handed over, not chmodded
+
+    # A file with the right content but readable by all and owned by root is written again.
+    data = workdir / "data"
+    workload.ensure_dir(str(data))
+    secret = data / "pgpass"
+    secret.write_text("*:*:*:backup:pw\n")
+    secret.chmod(0o644)
+    assert workload.write(str(secret), goal.File("*:*:*:backup:pw\n")) is True
+    stat = secret.stat()
+    assert (stat.st_uid, stat.st_mode & 0o777) == (postgres.pw_uid, 0o600)
+    assert workload.write(str(secret), goal.File("*:*:*:backup:pw\n")) is False

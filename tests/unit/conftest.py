@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import posixpath
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from ops import testing
+from ops._private import harness
 
 import charm
 import k8s
@@ -70,3 +72,29 @@ def image(tmp_path: Path) -> dict[str, testing.Mount]:
         "home": testing.Mount(location=layout.HOME, source=tmp_path / "home"),
         "cron": testing.Mount(location=spool, source=tmp_path / "crontabs"),
     }
+
+
+@pytest.fixture(autouse=True)
+def pebble_owners(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files pushed and directories made get the owner the charm asks for, as with Pebble.
+
+    ops.testing ignores `user`/`group`; the tests run as root, so the testing Pebble can honour
+    them, and a file the charm wrote looks as right to it as it does on a real unit.
+    """
+    client = harness._TestingPebbleClient  # pyright: ignore[reportPrivateUsage]
+    original_push, original_make_dir = client.push, client.make_dir
+
+    def chown(self: Any, path: str, user: str | None, group: str | None) -> None:
+        if user is not None or group is not None:
+            shutil.chown(self._root / str(path)[1:], user, group)
+
+    def push(self: Any, path: str, source: Any, **kwargs: Any) -> None:
+        original_push(self, path, source, **kwargs)
+        chown(self, path, kwargs.get("user"), kwargs.get("group"))
+
+    def make_dir(self: Any, path: str, **kwargs: Any) -> None:
+        original_make_dir(self, path, **kwargs)
+        chown(self, path, kwargs.get("user"), kwargs.get("group"))
+
+    monkeypatch.setattr(client, "push", push)
+    monkeypatch.setattr(client, "make_dir", make_dir)

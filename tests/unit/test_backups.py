@@ -6,6 +6,9 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import datetime
+import os
+import posixpath
+import pwd
 from typing import Any
 
 import ops
@@ -207,6 +210,27 @@ def test_no_pgbackrest_files_and_no_server_without_settings_or_tls(
     if kwargs.get("leader", True):
         assert dcs_archive_command(patroni) == "/bin/true", why
     assert not pgbackrest_runs(ctx), why
+
+
+def test_secrets_on_disk_are_kept_private_and_go_with_the_relation(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni
+):
+    healthy_cluster(patroni)
+    ctx.run(ctx.on.config_changed(), backup_state(image))
+    home = image["home"].source
+    secret_files = [backups.PGPASS_FILE, pgbackrest.CONF_FILE, backups.TLS_FILES.key_file]
+    on_disk = [home / posixpath.relpath(path, layout.HOME) for path in secret_files]
+    # Someone made the password file readable by all and handed the key to root: both are
+    # written again, though their content is right.
+    on_disk[0].chmod(0o644)
+    os.chown(on_disk[2], 0, 0)
+    ctx.run(ctx.on.update_status(), backup_state(image))
+    for path in on_disk:
+        info = path.stat()
+        assert (info.st_mode & 0o777, pwd.getpwuid(info.st_uid).pw_name) == (0o600, "postgres")
+
+    ctx.run(ctx.on.config_changed(), backup_state(image, s3=None, stanza=False))
+    assert [p for p in on_disk if p.exists()] == []
 
 
 def test_a_provider_that_has_not_answered_is_not_an_error(

@@ -275,6 +275,12 @@ def test_two_contributions_writing_one_file_differently_raise(other: goal.File):
         unit(*contributions)
 
 
+def test_a_file_one_component_writes_and_another_removes_raises():
+    with pytest.raises(goal.ConflictError, match="both written and removed"):
+        unit(goal.Contribution(files={"/a": goal.File("A")}), goal.Contribution(absent=["/a"]))
+    assert unit(goal.Contribution(absent=["/b", "/b"])).absent == ("/b",)
+
+
 def test_layer_joins_services_and_checks():
     service: ops.pebble.ServiceDict = {"override": "replace", "command": "patroni"}
     other: ops.pebble.ServiceDict = {"override": "replace", "command": "exporter"}
