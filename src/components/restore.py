@@ -7,9 +7,11 @@ repeat. Every unit keeps PostgreSQL stopped until its phase lets it start:
               Patroni with a pgBackRest bootstrap: PostgreSQL recovers to the target, promotes;
   replicas  - the other units empty their data directory and start: Patroni clones them;
   done      - every member is healthy: the peer data is cleared.
-A failure stops the machine in `failed` with the reason; nothing is deleted, so the data moved
-aside can be put back. A unit that does not stop in time `abandoned`s the restore before anything
-changed: every member runs again.
+The primary stops last, so that no replica is promoted meanwhile. A failure stops the machine
+in `failed` with the reason; nothing is deleted, so the data moved aside can be put back. A unit
+that does not stop in time `abandoned`s the restore before anything changed, and a recovery that
+fails (a target the archive cannot reach) puts the data from before back and abandons it too:
+every member runs again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 STOPPED_KEY = "restore-stopped"
 RESET_KEY = "restore-reset"
 ASIDE = layout.PGDATA + ".before-restore"
+FAILED = layout.PGDATA + ".failed"  # where Patroni moves a data directory it failed to bootstrap
 # Recovery replays WAL: allow for a large archive before calling the restore failed.
 RESTORE_TIMEOUT = datetime.timedelta(hours=6)
 # Stopping takes a hook on each unit; a unit silent for this long is stuck or gone.
@@ -71,6 +74,8 @@ def unit_step(s: Snapshot, io: Io) -> Snapshot:
     if r is None or not s.peers_related:
         return s
     if holds(s):
+        if _primary_waits(s, r):
+            return s
         services = io.container.get_services(layout.SERVICE_POSTGRESQL)
         running = services.get(layout.SERVICE_POSTGRESQL)
         # Also a Patroni in backoff: Pebble would start it again behind the restore's back.
@@ -83,6 +88,14 @@ def unit_step(s: Snapshot, io: Io) -> Snapshot:
         _run(io.container, ["rm", "-rf", layout.PGDATA])
         return io.peers.ack(s, RESET_KEY, r.id)
     return s
+
+
+def _primary_waits(s: Snapshot, r: RestoreState) -> bool:
+    """The primary stops last: stopped first, Patroni would promote a replica (a new timeline)."""
+    leader = s.cluster.leader if s.cluster else None
+    if r.phase != "stopping" or leader is None or leader.name != s.member:
+        return False
+    return any(u != s.unit_name for u in s.not_acked(STOPPED_KEY, r.id))
 
 
 def _run(container: ops.Container, argv: list[str]) -> None:
@@ -107,6 +120,8 @@ def leader_step(
         leader = status.leader if status else None
         if leader is not None and leader.name == r.restorer and leader.state == "running":
             return r.model_copy(update={"phase": "replicas"})
+        if (reason := recovery_failure(container)) is not None:
+            return _give_back(container, r, reason)
         if elapsed > RESTORE_TIMEOUT:
             return r.model_copy(update={"phase": "failed", "message": "recovery did not finish"})
     if r.phase == "replicas" and status is not None:
@@ -117,6 +132,47 @@ def leader_step(
                 _run(container, ["rm", "-rf", ASIDE])
             return None
     return r
+
+
+def recovery_failure(container: ops.Container) -> str | None:
+    """Why the restore's recovery failed, or None while it has not.
+
+    Patroni renames a data directory whose bootstrap failed to `<pgdata>.failed` (and, started
+    again by Pebble, would restore and fail over and over). PostgreSQL's last FATAL line says
+    why: a target the archive cannot reach ends recovery before it.
+    """
+    if not container.exists(FAILED):
+        return None
+    newest_log_fatal = (
+        f'log=$(ls -t "{layout.PG_LOG_DIR}"/*.log 2>/dev/null | head -n 1);'
+        ' [ -n "$log" ] && grep -h "FATAL:" "$log" | tail -n 1 | sed "s/.*FATAL: *//"'
+    )
+    try:
+        process = container.exec(
+            ["sh", "-c", newest_log_fatal + "; true"],
+            user=layout.WORKLOAD_USER,
+            group=layout.WORKLOAD_GROUP,
+            timeout=30,
+        )
+        reason = process.wait_output()[0].strip()
+    except ops.pebble.Error:
+        reason = ""
+    return reason or "PostgreSQL did not start from the backup"
+
+
+def _give_back(container: ops.Container, r: RestoreState, reason: str) -> RestoreState:
+    """The restore cannot finish: the data from before goes back and every member runs again."""
+    logger.warning(
+        "restore %s: recovery failed (%s); putting the data from before back", r.id, reason
+    )
+    container.stop(layout.SERVICE_POSTGRESQL)
+    back = (
+        f'rm -rf "{layout.PGDATA}" "{FAILED}";'
+        f' if [ -e "{ASIDE}" ]; then mv "{ASIDE}" "{layout.PGDATA}"; fi'
+    )
+    _run(container, ["sh", "-c", back])
+    message = f"recovery failed, the data from before is back: {reason}"
+    return r.model_copy(update={"phase": "abandoned", "message": message})
 
 
 def _after_stopping(
@@ -134,7 +190,7 @@ def _after_stopping(
         backups.dcs_remove(container, state)
         # The data from before the first attempt stays aside until a restore succeeds.
         keep = (
-            f'if [ -e "{ASIDE}" ]; then rm -rf "{layout.PGDATA}";'
+            f'rm -rf "{FAILED}"; if [ -e "{ASIDE}" ]; then rm -rf "{layout.PGDATA}";'
             f' elif [ -e "{layout.PGDATA}" ]; then mv "{layout.PGDATA}" "{ASIDE}"; fi'
         )
         _run(container, ["sh", "-c", keep])

@@ -1,8 +1,8 @@
 """Backups that restore, on 3 units and a real S3 server (moto behind stunnel, seen from pods).
 
 The tests share one deployment and run in order: wrong credentials, archiving, a backup from a
-replica, point-in-time restore of the whole application, a schedule with retention, a repository
-of another cluster, and the relation removed.
+replica, point-in-time restore of the whole application, a restore the archive cannot reach, a
+schedule with retention, a repository of another cluster, and the relation removed.
 """
 
 from __future__ import annotations
@@ -114,6 +114,37 @@ def test_backup_from_a_replica_then_point_in_time_restore(juju: LocalBackend, s3
     )
     # The new timeline is archived too, so that a later restore can use it.
     archived_up_to_now(juju)
+
+
+def test_a_restore_the_archive_cannot_reach_gives_the_cluster_back(
+    juju: LocalBackend, s3: S3Server
+):
+    """WAL lost from the repository after the target was accepted: recovery ends short of it."""
+    archive = "cluster/archive/postgresql-k8s/"
+    archived_up_to_now(juju)
+    kept = set(s3.list_keys(BUCKET, archive))
+    sql(juju, "CREATE TABLE late (id int)")
+    sql(juju, "INSERT INTO late SELECT generate_series(1, 50)")
+    time.sleep(1.5)
+    (target,) = sql(juju, "SELECT now()")[0]
+    time.sleep(1.5)
+    sql(juju, "INSERT INTO late VALUES (51)")
+    archived_up_to_now(juju)
+    lost = [key for key in s3.list_keys(BUCKET, archive) if key not in kept]
+    assert lost
+    for key in lost:
+        s3.client().delete_object(Bucket=BUCKET, Key=key)
+
+    juju.run_action(leader(juju), "restore", {"restore-to-time": target.isoformat()})
+    juju.wait_for(
+        lambda s: "recovery failed" in s.apps[APP][1], timeout=300, what="the failed recovery"
+    )
+    status, message = app_status(juju)
+    assert status == "blocked" and "recovery ended before" in message, message
+    juju.wait_for(roles_settled(APP, UNITS), timeout=300, what="3 healthy units again")
+    # The data from before the restore is back, the rows after the target included.
+    assert sql(juju, "SELECT count(*) FROM late") == [(51,)]
+    sql(juju, "INSERT INTO late VALUES (52)")  # the primary is writable
 
 
 def test_schedule_fires_and_retention_expires_the_oldest(juju: LocalBackend):

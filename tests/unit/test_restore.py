@@ -187,8 +187,22 @@ def test_no_bootstrap_command_unless_this_unit_restores_now(r: RestoreState | No
 # -- stopping: every unit stops PostgreSQL and says so -----------------------------------------
 
 
+def test_the_primary_stops_last(ctx: Ctx, image: Mounts, patroni: FakePatroni):
+    # Stopped while a replica runs, the primary would have that replica promoted.
+    before = configured(ctx, image, patroni, leader=False)  # this unit is Patroni's leader
+    waiting = ctx.run(ctx.on.update_status(), during(before, restore_data("stopping")))
+    assert postgresql_status(waiting) == ACTIVE
+    assert restore.STOPPED_KEY not in peer_unit_data(waiting)
+    last = during(before, restore_data("stopping"), acked_by_peers=all_acked())
+    out = ctx.run(ctx.on.update_status(), last)
+    assert postgresql_status(out) == INACTIVE
+    assert peer_unit_data(out)[restore.STOPPED_KEY] == RID
+
+
 def test_stopping_stops_postgresql_and_acknowledges(ctx: Ctx, image: Mounts, patroni: FakePatroni):
     before = configured(ctx, image, patroni, leader=False)
+    patroni.members.clear()
+    healthy_cluster(patroni, leader=1, sync=0)  # a replica stops at once
     out = ctx.run(ctx.on.update_status(), during(before, restore_data("stopping")))
     assert postgresql_status(out) == INACTIVE
     assert peer_unit_data(out)[restore.STOPPED_KEY] == RID
@@ -225,6 +239,8 @@ def test_stopping_is_not_undone_by_a_replan(ctx: Ctx, image: Mounts, patroni: Fa
 
 def test_leader_stops_itself_and_acknowledges_first(ctx: Ctx, image: Mounts, patroni: FakePatroni):
     before = configured(ctx, image, patroni)
+    patroni.members.clear()
+    healthy_cluster(patroni, leader=1, sync=0)  # a replica: it need not wait for the others
     out = ctx.run(ctx.on.update_status(), during(before, restore_data("stopping")))
     assert postgresql_status(out) == INACTIVE
     assert peer_unit_data(out)[restore.STOPPED_KEY] == RID
@@ -480,6 +496,32 @@ def test_restorer_still_recovering_stays_in_restoring(
     r = peer_app_data(out).restore
     assert r is not None and r.phase == "restoring"
     assert patroni_bootstrap(ctx, out)["method"] == "pgbackrest"
+
+
+def test_recovery_that_cannot_reach_its_target_gives_the_data_back_at_once(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni
+):
+    before = configured(ctx, image, patroni)
+    patroni.reachable = False  # Patroni exits after a failed bootstrap; Pebble starts it again
+    put(image, restore.ASIDE + "/PG_VERSION", "the data from before")
+    put(image, restore.FAILED + "/PG_VERSION", "what the failed recovery left")
+    reason = "recovery ended before configured recovery target was reached"
+    state = during(before, restore_data("restoring", restorer=ME))
+    ctr = state.get_container(layout.CONTAINER)
+    fatal = testing.Exec(["sh", "-c"], stdout=reason + "\n")  # the PostgreSQL log's last FATAL
+    state = dataclasses.replace(
+        state, containers=[dataclasses.replace(ctr, execs={*ctr.execs, fatal})]
+    )
+    out = ctx.run(ctx.on.update_status(), state)
+    r = peer_app_data(out).restore
+    message = f"recovery failed, the data from before is back: {reason}"
+    assert r is not None and (r.phase, r.message) == ("abandoned", message)
+    assert out.app_status == ops.BlockedStatus(
+        f"restore {RID} abandoned, nothing changed: {message}"
+    )
+    assert postgresql_status(out) == ACTIVE  # every member runs its own data again
+    putting_back = [c for c in workload_commands(ctx) if restore.ASIDE in " ".join(c)]
+    assert putting_back and f'mv "{restore.ASIDE}" "{layout.PGDATA}"' in putting_back[-1][-1]
 
 
 def test_recovery_that_takes_too_long_fails_the_restore(
