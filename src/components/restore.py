@@ -11,7 +11,7 @@ The primary stops last, so that no replica is promoted meanwhile. A failure stop
 in `failed` with the reason; nothing is deleted, so the data moved aside can be put back. A unit
 that does not stop in time `abandoned`s the restore before anything changed, and a recovery that
 fails (a target the archive cannot reach) puts the data from before back and abandons it too:
-every member runs again.
+every member runs again. An abandoned restore is reported until a backup succeeds after it.
 """
 
 from __future__ import annotations
@@ -205,8 +205,12 @@ class Restore(Component):
 
     def prepare(self, s: Snapshot, io: Io) -> Snapshot:
         """Leader: move the restore on when its phase's condition holds."""
-        if s.peer_data.restore is None or not s.container.can_connect:
+        r = s.peer_data.restore
+        if r is None or not s.container.can_connect:
             return s
+        if r.phase == "abandoned":
+            # The cluster runs its own data: the report stays until a backup protects it again.
+            return io.peers.save(s, {"restore": None}) if superseded(s, r) else s
         return io.peers.save(s, {"restore": leader_step(io.container, s, s.cluster)})
 
     def unit_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:
@@ -232,6 +236,15 @@ class Restore(Component):
         """The restore's phase, or why it failed or was abandoned."""
         status = restore_status(s.peer_data.restore)
         return [status] if status else []
+
+
+def superseded(s: Snapshot, r: RestoreState) -> bool:
+    """Whether a backup succeeded after the restore started."""
+    started = datetime.datetime.fromisoformat(r.started) if r.started else None
+    return started is not None and any(
+        datetime.datetime.fromisoformat(at) > started
+        for at in s.peer_data.backup_succeeded.values()
+    )
 
 
 def restore_status(r: RestoreState | None, *, unit: bool = False) -> ops.StatusBase | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import re
 import shlex
 import subprocess
@@ -522,6 +523,31 @@ def test_recovery_that_cannot_reach_its_target_gives_the_data_back_at_once(
     assert postgresql_status(out) == ACTIVE  # every member runs its own data again
     putting_back = [c for c in workload_commands(ctx) if restore.ASIDE in " ".join(c)]
     assert putting_back and f'mv "{restore.ASIDE}" "{layout.PGDATA}"' in putting_back[-1][-1]
+
+
+@pytest.mark.parametrize("backup_after_the_restore", [False, True])
+def test_an_abandoned_restore_is_reported_until_a_backup_succeeds_after_it(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni, backup_after_the_restore: bool
+):
+    before = configured(ctx, image, patroni)
+    abandoned = restore_data("abandoned", started=datetime.timedelta(hours=1), message="why")
+    at = datetime.datetime.now(UTC) - datetime.timedelta(
+        hours=0 if backup_after_the_restore else 2
+    )
+    state = during(before, abandoned)
+    peer = state.get_relations("database-peers")[0]
+    app = {**peer.local_app_data, "backup-succeeded": json.dumps({"full": at.isoformat()})}
+    others = [r for r in state.relations if r.endpoint != "database-peers"]
+    state = dataclasses.replace(
+        state, relations=[dataclasses.replace(peer, local_app_data=app), *others]
+    )
+    out = ctx.run(ctx.on.update_status(), state)
+    if backup_after_the_restore:
+        assert peer_app_data(out).restore is None
+    else:
+        assert out.app_status == ops.BlockedStatus(
+            f"restore {RID} abandoned, nothing changed: why"
+        )
 
 
 def test_recovery_that_takes_too_long_fails_the_restore(
