@@ -36,6 +36,20 @@ def settings(s: Snapshot, r: Ready) -> patroni.PatroniSettings:
     )
 
 
+ADDRESS_KEY = "address"
+
+
+def member_addresses(s: Snapshot, r: Ready) -> list[str]:
+    """Every unit's pod address as its peer databag says (this unit's from the snapshot).
+
+    A unit says its address before Patroni starts on it; the members it clones from admit it
+    once their next hook has reloaded their rules (Patroni retries the clone meanwhile). A pod
+    recreated with a new address says the new one the same way.
+    """
+    addresses = {bag[ADDRESS_KEY] for bag in s.unit_data.values() if bag.get(ADDRESS_KEY)}
+    return sorted(addresses | {r.pod_ip})
+
+
 class PostgreSQL(Component):
     """Patroni's configuration and service; rolling restarts from the leader."""
 
@@ -47,13 +61,13 @@ class PostgreSQL(Component):
             parameters=patroni.cluster_parameters(member),
             dynamic=patroni.dynamic_settings(member),
             patroni=patroni.member_config(member),
-            # Replication and rewind from any address: narrowing them to the members' own
-            # addresses (system_hba(peers)) left a recreated pod refused in tier 3.
-            hba=patroni.system_hba(),
+            hba=patroni.system_hba(member_addresses(s, r)),
             services={layout.SERVICE_POSTGRESQL: pebble.patroni_service(environment)},
             checks=pebble.patroni_checks(),
             files={layout.ROLE_CHANGE_SCRIPT: goal.File(patroni.role_change_script(), 0o755)},
             dirs=layout.WORKLOAD_DIRS,
+            # Every member's rules admit replication and pg_rewind from this unit's address.
+            acks={ADDRESS_KEY: r.pod_ip},
         )
 
     def leader_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:

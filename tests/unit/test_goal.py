@@ -407,7 +407,9 @@ def test_real_goal_puts_system_rules_first_then_client_rules():
     s = real_snapshot()
     _, _, g = real_goal(s)
     hba = loaded(g)["postgresql"]["pg_hba"]
-    system = patroni.render_hba(patroni.system_hba())
+    # The members known: this unit's own address (its peers have not said theirs).
+    assert s.pod_ip is not None
+    system = patroni.render_hba(patroni.system_hba([s.pod_ip]))
     assert hba[: len(system)] == system
     # Names are quoted so that a database called "all" or "replication" stays a name.
     assert hba[len(system) :] == [
