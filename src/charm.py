@@ -22,10 +22,11 @@ from components.backups import Backups
 from components.clients import Clients
 from components.kubernetes import Kubernetes
 from components.metrics import Metrics
+from components.metrics_endpoint import MetricsEndpoint
 from components.postgresql import PostgreSQL, hand_over
 from components.restore import Restore
 from components.system_users import SystemUsers
-from relations import database
+from relations import database, metrics_endpoint
 from relations import s3 as s3_relation
 from workload import layout
 from workload import patroni_client as rest
@@ -43,6 +44,7 @@ COMPONENTS: tuple[Component, ...] = (
     Restore(),
     PostgreSQL(),
     Metrics(),
+    MetricsEndpoint(),
     Kubernetes(),
     Backups(),
     Clients(),
@@ -62,6 +64,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
         self._snapshot: state.Snapshot | None = None
         on, s3_on = self.on, self.s3.on
         peer, db = on[peer_data.RELATION], on[database.RELATION]
+        scrape = on[metrics_endpoint.RELATION]
         for event in (
             on.install, on.start, on.config_changed, on.upgrade_charm, on.update_status,
             on.leader_elected, on.secret_changed, on.pgdata_storage_attached,
@@ -71,6 +74,7 @@ class PostgresqlK8sCharm(ops.CharmBase):
             peer.relation_departed, db.relation_created, db.relation_changed,
             db.relation_departed, db.relation_broken, s3_on.storage_connection_info_changed,
             s3_on.storage_connection_info_gone, on[s3_relation.RELATION].relation_broken,
+            scrape.relation_created,
         ):  # fmt: skip
             framework.observe(event, self._on_change)
         framework.observe(on.stop, self._on_stop)

@@ -8,7 +8,7 @@ set -euo pipefail
 WORKLOAD_VENV=${WORKLOAD_VENV:-/opt/postgresql-k8s/workload}
 PATRONI_SPEC=${PATRONI_SPEC:-"patroni[etcd3,psycopg3]==4.1.5"}
 APT_PACKAGES=(postgresql-15 postgresql-contrib etcd-server pgbackrest pgbouncer
-  prometheus-postgres-exporter stunnel4 iproute2 util-linux python3-venv haproxy cron)
+  prometheus-postgres-exporter prometheus stunnel4 iproute2 util-linux python3-venv haproxy cron)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

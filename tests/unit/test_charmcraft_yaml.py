@@ -198,6 +198,7 @@ def test_assumes_juju_and_kubernetes(raw: dict[str, Any]) -> None:
     [
         ("peers", "database-peers", "postgresql_peers", None, None),
         ("provides", "database", "postgresql_client", None, True),
+        ("provides", "metrics-endpoint", "prometheus_scrape", None, True),
         ("requires", "s3-parameters", "s3", 1, True),
     ],
 )
@@ -217,11 +218,11 @@ def test_endpoint(
 
 
 def test_no_endpoints_beyond_the_known_ones(raw: dict[str, Any]) -> None:
-    # Only what the charm serves: TLS, metrics, dashboards, logs and refresh are declared with
+    # Only what the charm serves: TLS, dashboards, logs and refresh are declared with
     # the code behind them, not before.
     assert {s: set(raw[s]) for s in ("peers", "provides", "requires")} == {
         "peers": {"database-peers"},
-        "provides": {"database"},
+        "provides": {"database", "metrics-endpoint"},
         "requires": {"s3-parameters"},
     }
 
