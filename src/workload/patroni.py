@@ -101,19 +101,22 @@ def system_hba(peers: Sequence[str] | None = None) -> list[HbaRule]:
     """The system users' rules: what each needs to reach, from where.
 
     Replication and pg_rewind come from the members (`peers`: every member's address, this one
-    included; None for every network, when the members are not known); the exporter from this
-    pod's loopback; pgBackRest through the socket only. The operator (the superuser Patroni and
-    the charm log in as) may come from anywhere, like an administrator would.
+    included; None for every network, when the members are not known), replication also from
+    this pod's loopback, where Patroni reads its own timeline before it follows a new primary;
+    the exporter from this pod's loopback; pgBackRest through the socket only. The operator (the
+    superuser Patroni and the charm log in as) may come from anywhere, like an administrator
+    would.
     """
     local = {"connection_type": "local", "address": ""}
     members = [_host(a) for a in sorted(set(peers))] if peers is not None else ["all-networks"]
+    senders = [*members, *LOOPBACK] if peers is not None else members
     replication = layout.SystemUser.REPLICATION.value
     rewind = layout.SystemUser.REWIND.value
     return [
         HbaRule("all", layout.SystemUser.OPERATOR.value, **local),
         HbaRule("all", layout.SystemUser.MONITORING.value, **local),
         HbaRule("all", layout.SystemUser.BACKUP.value, **local),
-        *(HbaRule("replication", replication, address=m) for m in members),
+        *(HbaRule("replication", replication, address=m) for m in senders),
         HbaRule("all", layout.SystemUser.OPERATOR.value),
         *(HbaRule("all", rewind, address=m) for m in members),
         *(HbaRule("all", layout.SystemUser.MONITORING.value, address=a) for a in LOOPBACK),

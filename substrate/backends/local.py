@@ -78,6 +78,7 @@ CHARMS: dict[str, Callable[[], tuple[type[ops.CharmBase], Path]]] = {
     "postgresql-k8s": _load_postgresql_charm,
     "app-requirer": _load_test_charm("app_requirer"),
     "s3-provider": _load_test_charm("s3_provider"),
+    "prometheus-consumer": _load_test_charm("prometheus_consumer"),
 }
 
 

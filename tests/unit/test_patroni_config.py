@@ -287,11 +287,14 @@ def test_each_system_user_reaches_only_what_it_needs_from_where_it_needs():
         # Patroni and the charm log in as the operator: locally and, like an administrator,
         # from anywhere.
         "operator": ["local all", "host all 0.0.0.0/0", "host all ::0/0"],
-        # Streaming replication and pg_rewind: from the members only.
+        # Streaming replication and pg_rewind: from the members only; replication also from
+        # loopback, where Patroni reads its own timeline before following a new primary.
         "replication": [
             "host replication 10.1.0.11/32",
             "host replication 10.1.0.12/32",
             "host replication fd00::3/128",
+            "host replication 127.0.0.1/32",
+            "host replication ::1/128",
         ],
         "rewind": ["host all 10.1.0.11/32", "host all 10.1.0.12/32", "host all fd00::3/128"],
         # The exporter, from its own pod: the socket or loopback.
