@@ -61,6 +61,7 @@ class Prometheus:
             check=False,
         )
         assert check.returncode == 0, check.stdout + check.stderr
+        self.log = (self.dir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
             [
                 "prometheus",
@@ -69,7 +70,7 @@ class Prometheus:
                 f"--web.listen-address={self.url.removeprefix('http://')}",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "prometheus.log", "wb"),  # noqa: SIM115 - lives with the process
+            stderr=self.log,
         )
         wait(self.ready, 60, "Prometheus to be ready")
 
@@ -92,6 +93,7 @@ class Prometheus:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -106,7 +108,7 @@ def shortened(groups: list[Any]) -> list[Any]:
 @pytest.fixture(scope="module")
 def published(juju: LocalBackend) -> dict[str, Any]:
     juju.deploy(APP, units=UNITS)
-    juju.deploy(CONSUMER)
+    juju.deploy(CONSUMER, charm=CONSUMER)
     juju.integrate(APP, f"{CONSUMER}:metrics-endpoint")
     juju.wait_for(settled(APP, UNITS), timeout=300, what="3 healthy units")
 
