@@ -217,6 +217,14 @@ class Restore(Component):
         """Stop, or empty the data directory, as the phase asks."""
         return unit_step(s, io)
 
+    def leader_step(self, s: Snapshot, r: Ready, io: Io) -> Snapshot:
+        """Leader: the same again after the unit steps.
+
+        The leader's own step can be what the phase waits for (the primary stops last, and is
+        often the leader): no later event would come for its own acknowledgement.
+        """
+        return self.prepare(s, io)
+
     def contribute(self, s: Snapshot, r: Ready) -> goal.Contribution:
         """Hold PostgreSQL stopped, or bootstrap it from the backup on the restoring unit."""
         command = bootstrap_command(s)

@@ -200,6 +200,17 @@ def test_the_primary_stops_last(ctx: Ctx, image: Mounts, patroni: FakePatroni):
     assert peer_unit_data(out)[restore.STOPPED_KEY] == RID
 
 
+def test_a_leader_that_is_the_primary_stops_last_and_moves_on_in_the_same_hook(
+    ctx: Ctx, image: Mounts, patroni: FakePatroni
+):
+    # No event follows the leader's own acknowledgement: waiting for one would stall the restore.
+    before = configured(ctx, image, patroni)  # the leader, and Patroni's leader
+    last = during(before, restore_data("stopping"), acked_by_peers=all_acked())
+    out = ctx.run(ctx.on.update_status(), last)
+    r = peer_app_data(out).restore
+    assert r is not None and (r.phase, r.restorer) == ("restoring", ME)
+
+
 def test_stopping_stops_postgresql_and_acknowledges(ctx: Ctx, image: Mounts, patroni: FakePatroni):
     before = configured(ctx, image, patroni, leader=False)
     patroni.members.clear()
