@@ -134,6 +134,14 @@ def leader_step(
     return r
 
 
+# FATALs of client sessions (Patroni and the exporter knock while PostgreSQL recovers): the
+# reason is the startup process's own FATAL, not theirs.
+_SESSION_FATALS = (
+    "the database system is (starting up|shutting down|not yet accepting connections)"
+    "|terminating connection|authentication failed|no pg_hba.conf entry"
+)
+
+
 def recovery_failure(container: ops.Container) -> str | None:
     """Why the restore's recovery failed, or None while it has not.
 
@@ -145,7 +153,8 @@ def recovery_failure(container: ops.Container) -> str | None:
         return None
     newest_log_fatal = (
         f'log=$(ls -t "{layout.PG_LOG_DIR}"/*.log 2>/dev/null | head -n 1);'
-        ' [ -n "$log" ] && grep -h "FATAL:" "$log" | tail -n 1 | sed "s/.*FATAL: *//"'
+        ' [ -n "$log" ] && grep -h "FATAL:" "$log"'
+        f' | grep -v -E "{_SESSION_FATALS}" | tail -n 1 | sed "s/.*FATAL: *//"'
     )
     try:
         process = container.exec(
