@@ -98,10 +98,12 @@ def _primary_waits(s: Snapshot, r: RestoreState) -> bool:
     return any(u != s.unit_name for u in s.not_acked(STOPPED_KEY, r.id))
 
 
-def _run(container: ops.Container, argv: list[str]) -> None:
-    container.exec(
-        argv, user=layout.WORKLOAD_USER, group=layout.WORKLOAD_GROUP, timeout=600
-    ).wait_output()
+def _run(container: ops.Container, argv: list[str], timeout: float = 600) -> str:
+    """Run a command as the workload user; its output."""
+    process = container.exec(
+        argv, user=layout.WORKLOAD_USER, group=layout.WORKLOAD_GROUP, timeout=timeout
+    )
+    return process.wait_output()[0]
 
 
 def leader_step(
@@ -157,13 +159,7 @@ def recovery_failure(container: ops.Container) -> str | None:
         f' | grep -v -E "{_SESSION_FATALS}" | tail -n 1 | sed "s/.*FATAL: *//"'
     )
     try:
-        process = container.exec(
-            ["sh", "-c", newest_log_fatal + "; true"],
-            user=layout.WORKLOAD_USER,
-            group=layout.WORKLOAD_GROUP,
-            timeout=30,
-        )
-        reason = process.wait_output()[0].strip()
+        reason = _run(container, ["sh", "-c", newest_log_fatal + "; true"], timeout=30).strip()
     except ops.pebble.Error:
         reason = ""
     return reason or "PostgreSQL did not start from the backup"
